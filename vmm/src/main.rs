@@ -1,0 +1,290 @@
+//! `isola-vmm`: boot a guest kernel under KVM. With `--ping`, wait for the
+//! guest agent over vsock, report how long that took, and shut down.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use clap::Parser;
+use isola_protocol::{AgentClient, Request, AGENT_VSOCK_PORT};
+use isola_vmm::devices::ExitNotifier;
+use isola_vmm::host_check::{kvm_capability, KvmCapability};
+use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig, VmExitReason};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "isola-vmm",
+    version,
+    about = "Boot a Linux guest under KVM with virtio-blk and virtio-vsock",
+    after_help = "Exit status: 0 guest powered off, 1 VMM error, 3 guest rebooted, \
+                  4 guest kernel panic, 128+N stopped by signal N."
+)]
+struct Args {
+    /// Uncompressed vmlinux with a PVH entry (default: the build's).
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initramfs (uncompressed or compressed cpio; default: the build's).
+    #[arg(long)]
+    initramfs: Option<PathBuf>,
+    /// Boot without an initramfs.
+    #[arg(long, conflicts_with = "initramfs")]
+    no_initramfs: bool,
+    /// Guest memory in MiB.
+    #[arg(long, default_value_t = 256)]
+    mem: u64,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    cpus: u8,
+    /// Raw disk image, `PATH` or `PATH,ro`; repeatable (vda, vdb, ...).
+    #[arg(long = "disk", value_name = "PATH[,ro]")]
+    disks: Vec<String>,
+    /// Host Unix socket bridged to the guest's vsock device.
+    #[arg(long)]
+    vsock_uds: Option<PathBuf>,
+    /// Guest vsock CID.
+    #[arg(long, default_value_t = 3)]
+    cid: u64,
+    /// Guest console: off, stdout, or a file path.
+    #[arg(long, default_value = "off")]
+    console: String,
+    /// Appended to the kernel command line.
+    #[arg(long, default_value = "")]
+    cmdline_extra: String,
+    /// Boot, wait for the agent to answer, print `agent ready in <ms> ms`,
+    /// shut the guest down.
+    #[arg(long)]
+    ping: bool,
+    /// How long --ping waits for the agent, in seconds.
+    #[arg(long, default_value_t = 60)]
+    ping_timeout: u64,
+    /// Run even where /dev/kvm cannot run a standard Linux guest (for tiny
+    /// test guests).
+    #[arg(long)]
+    force: bool,
+    /// error, warn, info, debug or trace.
+    #[arg(long, default_value = "warn")]
+    log_level: String,
+}
+
+fn parse_disk(s: &str) -> Result<DiskConfig> {
+    let (path, ro) = match s.rsplit_once(',') {
+        Some((p, "ro")) => (p, true),
+        Some((p, "rw")) => (p, false),
+        Some((_, opt)) => bail!("unknown disk option {opt:?} in --disk {s:?} (use ro or rw)"),
+        None => (s, false),
+    };
+    if path.is_empty() {
+        bail!("empty path in --disk {s:?}");
+    }
+    Ok(DiskConfig {
+        path: PathBuf::from(path),
+        read_only: ro,
+    })
+}
+
+fn parse_console(s: &str) -> ConsoleMode {
+    match s {
+        "off" => ConsoleMode::Off,
+        "stdout" => ConsoleMode::Stdout,
+        path => ConsoleMode::File(PathBuf::from(path)),
+    }
+}
+
+fn init_logging(level: &str) -> Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .with_context(|| format!("bad --log-level {level:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_timer(tracing_subscriber::fmt::time::uptime())
+        .init();
+    Ok(())
+}
+
+/// Block SIGTERM/SIGINT in every thread and turn them into a VM exit on a
+/// thread of their own, so that teardown runs in one place.
+fn handle_signals(exit: ExitNotifier) -> Result<()> {
+    // SAFETY: sigset_t is plain data, filled in by sigemptyset/sigaddset.
+    let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid sigset_t; these calls only write to it.
+    unsafe {
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGHUP);
+    }
+    // SAFETY: blocks the signals in this (the main) thread; threads spawned
+    // afterwards inherit the mask.
+    let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+    if rc != 0 {
+        bail!("pthread_sigmask failed: {rc}");
+    }
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || loop {
+            let mut sig = 0;
+            // SAFETY: `set` is valid and `sig` is a valid out-pointer.
+            if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+                exit.notify(VmExitReason::Terminated(sig));
+                return;
+            }
+        })
+        .context("spawning the signal thread")?;
+    Ok(())
+}
+
+/// Connect to the guest agent through the vsock bridge.
+fn connect_agent(uds: &PathBuf, port: u32) -> std::io::Result<UnixStream> {
+    let mut s = UnixStream::connect(uds)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    s.write_all(format!("CONNECT {port}\n").as_bytes())?;
+    let mut line = String::new();
+    BufReader::new(&s).read_line(&mut line)?;
+    if !line.starts_with("OK ") {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "agent not listening yet",
+        ));
+    }
+    s.set_read_timeout(None)?;
+    Ok(s)
+}
+
+fn ping(uds: PathBuf, t0: Instant, timeout: Duration, exit: ExitNotifier) {
+    let deadline = t0 + timeout;
+    loop {
+        match connect_agent(&uds, AGENT_VSOCK_PORT) {
+            Ok(stream) => {
+                let mut client = AgentClient::new(stream);
+                match client.handshake().and_then(|_| client.ping()) {
+                    Ok(()) => {
+                        println!("agent ready in {} ms", t0.elapsed().as_millis());
+                        if let Err(e) = client.expect_ok(Request::Shutdown) {
+                            exit.notify(VmExitReason::Error(format!("shutdown request: {e}")));
+                        }
+                        return;
+                    }
+                    Err(e) => tracing::debug!("agent not ready: {e}"),
+                }
+            }
+            Err(e) => tracing::trace!("agent not reachable yet: {e}"),
+        }
+        if Instant::now() > deadline {
+            exit.notify(VmExitReason::Error(format!(
+                "the guest agent did not answer within {} s",
+                timeout.as_secs()
+            )));
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+fn main() {
+    let t0 = Instant::now();
+    let args = Args::parse();
+    match run(args, t0) {
+        Ok(reason) => {
+            if reason != VmExitReason::PowerOff {
+                eprintln!("isola-vmm: {reason}");
+            }
+            std::process::exit(reason.exit_code());
+        }
+        Err(e) => {
+            eprintln!("isola-vmm: error: {e:#}");
+            std::process::exit(1);
+        }
+    }
+}
+
+fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
+    init_logging(&args.log_level)?;
+    if let KvmCapability::NoHardware(why) = kvm_capability() {
+        if !args.force {
+            bail!(
+                "this host's /dev/kvm cannot run a standard Linux guest ({why}): its kernel \
+                 would be software-emulated and stall. Run it one level down in the test host, \
+                 e.g. `isola-testhost -- isola-vmm --ping`, or pass --force for tiny test guests."
+            );
+        }
+        tracing::warn!("running without hardware virtualization ({why}) because of --force");
+    }
+    let kernel = match args.kernel {
+        Some(k) => k,
+        None => assets::default_kernel().with_context(|| {
+            format!(
+                "no guest kernel given and none found (looked in {}); run the README's build or pass --kernel",
+                assets::searched()
+            )
+        })?,
+    };
+    let initramfs = if args.no_initramfs {
+        None
+    } else {
+        match args.initramfs {
+            Some(i) => Some(i),
+            None => Some(assets::default_initramfs().with_context(|| {
+                format!(
+                    "no initramfs given and none found (looked in {}); pass --initramfs or --no-initramfs",
+                    assets::searched()
+                )
+            })?),
+        }
+    };
+    let disks = args
+        .disks
+        .iter()
+        .map(|d| parse_disk(d))
+        .collect::<Result<Vec<_>>>()?;
+    let mut own_socket = None;
+    let vsock_uds = match (args.vsock_uds, args.ping) {
+        (Some(p), _) => Some(p),
+        (None, true) => {
+            let p = std::env::temp_dir().join(format!("isola-vmm-{}.vsock", std::process::id()));
+            own_socket = Some(p.clone());
+            Some(p)
+        }
+        (None, false) => None,
+    };
+    let cfg = VmConfig {
+        kernel,
+        initramfs,
+        mem_mib: args.mem,
+        vcpus: args.cpus,
+        disks,
+        vsock_uds: vsock_uds.clone(),
+        guest_cid: args.cid,
+        console: parse_console(&args.console),
+        cmdline_extra: args.cmdline_extra,
+    };
+    let mut vm = Vm::new(&cfg).context("cannot build the VM")?;
+    handle_signals(vm.exit_notifier())?;
+    vm.start()?;
+    tracing::debug!(
+        "boot stage +{:.3} ms: vCPUs running",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
+    if args.ping {
+        if let Some(uds) = vsock_uds {
+            let exit = vm.exit_notifier();
+            let timeout = Duration::from_secs(args.ping_timeout);
+            std::thread::Builder::new()
+                .name("ping".into())
+                .spawn(move || ping(uds, t0, timeout, exit))
+                .context("spawning the ping thread")?;
+        }
+    }
+    let reason = vm.wait();
+    tracing::debug!(
+        "boot stage +{:.3} ms: VM stopped: {reason}",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
+    vm.teardown();
+    if let Some(p) = own_socket {
+        let _ = std::fs::remove_file(p);
+    }
+    let _ = std::io::stdout().flush();
+    Ok(reason)
+}

@@ -1,0 +1,82 @@
+//! vCPU threads: run the vCPU, route its exits, report why it stopped.
+
+use std::sync::Arc;
+
+use kvm_ioctls::{VcpuExit, VcpuFd};
+
+use crate::devices::bus::Bus;
+use crate::devices::ExitNotifier;
+use crate::exit::VmExitReason;
+
+pub struct VcpuRunner {
+    pub id: u8,
+    pub fd: VcpuFd,
+    pub pio: Arc<Bus>,
+    pub mmio: Arc<Bus>,
+    pub exit: ExitNotifier,
+}
+
+impl VcpuRunner {
+    /// Runs until the guest resets or something fails; the VM owner then
+    /// ends the process, which also ends the other vCPU threads.
+    pub fn run(mut self) {
+        let reason = self.run_loop();
+        tracing::debug!(vcpu = self.id, "vCPU stopped: {reason}");
+        self.exit.notify(reason);
+    }
+
+    fn run_loop(&mut self) -> VmExitReason {
+        loop {
+            match self.fd.run() {
+                Ok(VcpuExit::IoIn(port, data)) => {
+                    if !self.pio.read(port as u64, data) {
+                        // Nothing there: what an empty ISA bus reads as.
+                        data.fill(0xff);
+                    }
+                }
+                Ok(VcpuExit::IoOut(port, data)) => {
+                    self.pio.write(port as u64, data);
+                }
+                Ok(VcpuExit::MmioRead(addr, data)) => {
+                    if !self.mmio.read(addr, data) {
+                        data.fill(0);
+                    }
+                }
+                Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    self.mmio.write(addr, data);
+                }
+                Ok(VcpuExit::Shutdown) => {
+                    // Triple fault: how some guests reset.
+                    return VmExitReason::Reset;
+                }
+                Ok(VcpuExit::SystemEvent(kind, _)) => {
+                    tracing::debug!(vcpu = self.id, kind, "system event");
+                    return VmExitReason::Reset;
+                }
+                Ok(VcpuExit::Hlt) => {
+                    return VmExitReason::Error(format!("vCPU {} halted with no irqchip", self.id));
+                }
+                Ok(VcpuExit::FailEntry(reason, cpu)) => {
+                    return VmExitReason::Error(format!(
+                        "vCPU {} failed to enter the guest (reason {reason:#x}, cpu {cpu})",
+                        self.id
+                    ));
+                }
+                Ok(VcpuExit::InternalError) => {
+                    return VmExitReason::Error(format!("KVM internal error on vCPU {}", self.id));
+                }
+                Ok(VcpuExit::Intr) => {}
+                Ok(other) => {
+                    return VmExitReason::Error(format!(
+                        "unexpected exit on vCPU {}: {other:?}",
+                        self.id
+                    ));
+                }
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
+                Err(e) => {
+                    return VmExitReason::Error(format!("KVM_RUN on vCPU {}: {e}", self.id));
+                }
+            }
+        }
+    }
+}

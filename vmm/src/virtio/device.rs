@@ -1,0 +1,98 @@
+//! The contract between a virtio device and its transport.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use virtio_queue::Queue;
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::eventfd::EventFd;
+
+pub const INT_VRING: u32 = 1;
+pub const INT_CONFIG: u32 = 2;
+
+/// The device's interrupt: a status word the driver reads and acks over
+/// MMIO, and an irqfd that injects the interrupt.
+pub struct Interrupt {
+    status: AtomicU32,
+    irqfd: EventFd,
+}
+
+impl Interrupt {
+    pub fn new(irqfd: EventFd) -> Self {
+        Self {
+            status: AtomicU32::new(0),
+            irqfd,
+        }
+    }
+
+    pub fn signal_used_queue(&self) {
+        self.raise(INT_VRING);
+    }
+
+    pub fn signal_config_change(&self) {
+        self.raise(INT_CONFIG);
+    }
+
+    fn raise(&self, bit: u32) {
+        self.status.fetch_or(bit, Ordering::SeqCst);
+        if let Err(e) = self.irqfd.write(1) {
+            tracing::warn!("cannot inject virtio interrupt: {e}");
+        }
+    }
+
+    pub fn status(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    pub fn ack(&self, bits: u32) {
+        self.status.fetch_and(!bits, Ordering::SeqCst);
+    }
+}
+
+/// A queue the driver has set up, with the eventfd KVM signals when the
+/// driver kicks it.
+pub struct ActiveQueue {
+    pub queue: Queue,
+    pub kick: EventFd,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ActivateError {
+    #[error("queue {0} is not ready or its rings lie outside guest memory")]
+    BadQueue(usize),
+    #[error("device expects {want} queues, driver set up {got}")]
+    QueueCount { want: usize, got: usize },
+    #[error("cannot start the device worker: {0}")]
+    Worker(std::io::Error),
+}
+
+pub trait VirtioDevice: Send {
+    fn device_type(&self) -> u32;
+    fn queue_max_sizes(&self) -> &[u16];
+    fn features(&self) -> u64;
+    fn read_config(&self, offset: u64, data: &mut [u8]);
+    /// Devices here have read-only config spaces; writes are ignored.
+    fn write_config(&mut self, _offset: u64, _data: &[u8]) {}
+    /// Start serving the queues (called on DRIVER_OK).
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: std::sync::Arc<Interrupt>,
+        queues: Vec<ActiveQueue>,
+        acked_features: u64,
+    ) -> Result<(), ActivateError>;
+    /// Stop serving (driver wrote 0 to status); the device may be activated again.
+    fn reset(&mut self);
+}
+
+/// Copy `src` (a device's config space) into `data` at `offset`, reading
+/// zeros past its end, whatever offset and width the guest picked.
+pub fn read_config_bytes(src: &[u8], offset: u64, data: &mut [u8]) {
+    for (i, b) in data.iter_mut().enumerate() {
+        *b = usize::try_from(offset)
+            .ok()
+            .and_then(|o| o.checked_add(i))
+            .and_then(|o| src.get(o))
+            .copied()
+            .unwrap_or(0);
+    }
+}

@@ -1,0 +1,260 @@
+//! The virtio-vsock device model and its worker thread.
+
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use virtio_queue::{Queue, QueueOwnedT, QueueT};
+use vm_memory::GuestMemoryMmap;
+use vmm_sys_util::epoll::{ControlOperation, EpollEvent, EventSet};
+use vmm_sys_util::eventfd::EventFd;
+
+use super::muxer::Muxer;
+use super::packet::read_tx_packet;
+use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
+use crate::virtio::{VirtioDevice, DEVICE_ID_VSOCK, VIRTIO_F_VERSION_1};
+
+const QUEUE_SIZE: u16 = 256;
+const RXQ: usize = 0;
+const TXQ: usize = 1;
+const EVQ: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VsockError {
+    #[error("cannot listen on vsock socket {path}: {source}")]
+    Bind {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("guest CID {0} is reserved (use 3 or above)")]
+    BadCid(u64),
+}
+
+pub struct Vsock {
+    guest_cid: u64,
+    uds_path: PathBuf,
+    listener: Option<UnixListener>,
+    config: [u8; 8],
+    worker: Option<(EventFd, JoinHandle<Option<UnixListener>>)>,
+}
+
+impl Vsock {
+    /// Binds the host socket now, so that host clients can connect (and
+    /// queue) before the guest has booted.
+    pub fn new(guest_cid: u64, uds_path: &Path) -> Result<Self, VsockError> {
+        if guest_cid < 3 || guest_cid > u32::MAX as u64 {
+            return Err(VsockError::BadCid(guest_cid));
+        }
+        let listener = UnixListener::bind(uds_path).map_err(|source| VsockError::Bind {
+            path: uds_path.display().to_string(),
+            source,
+        })?;
+        Ok(Self {
+            guest_cid,
+            uds_path: uds_path.to_path_buf(),
+            listener: Some(listener),
+            config: guest_cid.to_le_bytes(),
+            worker: None,
+        })
+    }
+}
+
+impl VirtioDevice for Vsock {
+    fn device_type(&self) -> u32 {
+        DEVICE_ID_VSOCK
+    }
+
+    fn queue_max_sizes(&self) -> &[u16] {
+        &[QUEUE_SIZE; 3]
+    }
+
+    fn features(&self) -> u64 {
+        VIRTIO_F_VERSION_1
+    }
+
+    fn read_config(&self, offset: u64, data: &mut [u8]) {
+        read_config_bytes(&self.config, offset, data);
+    }
+
+    fn activate(
+        &mut self,
+        mem: GuestMemoryMmap,
+        interrupt: Arc<Interrupt>,
+        queues: Vec<ActiveQueue>,
+        _acked_features: u64,
+    ) -> Result<(), ActivateError> {
+        if queues.len() != 3 {
+            return Err(ActivateError::QueueCount {
+                want: 3,
+                got: queues.len(),
+            });
+        }
+        let listener = self.listener.take().ok_or_else(|| {
+            ActivateError::Worker(std::io::Error::other("vsock listener already in use"))
+        })?;
+        let muxer = Muxer::new(self.guest_cid, self.uds_path.clone(), listener)
+            .map_err(ActivateError::Worker)?;
+        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(ActivateError::Worker)?;
+        let mut qs = Vec::new();
+        let mut kicks = Vec::new();
+        for q in queues {
+            qs.push(q.queue);
+            kicks.push(q.kick);
+        }
+        let worker = VsockWorker {
+            mem,
+            queues: qs,
+            kicks,
+            stop: stop.try_clone().map_err(ActivateError::Worker)?,
+            interrupt,
+            muxer,
+        };
+        let handle = std::thread::Builder::new()
+            .name("virtio-vsock".into())
+            .spawn(move || worker.run())
+            .map_err(ActivateError::Worker)?;
+        self.worker = Some((stop, handle));
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        if let Some((stop, handle)) = self.worker.take() {
+            let _ = stop.write(1);
+            if let Ok(listener) = handle.join() {
+                self.listener = listener;
+            }
+        }
+    }
+}
+
+struct VsockWorker {
+    mem: GuestMemoryMmap,
+    queues: Vec<Queue>,
+    kicks: Vec<EventFd>,
+    stop: EventFd,
+    interrupt: Arc<Interrupt>,
+    muxer: Muxer,
+}
+
+impl VsockWorker {
+    /// Runs until stopped; hands the listener back for a later activation.
+    fn run(mut self) -> Option<UnixListener> {
+        let epoll_ok = [&self.stop]
+            .into_iter()
+            .chain(self.kicks.iter())
+            .all(|fd| {
+                self.muxer
+                    .epoll()
+                    .ctl(
+                        ControlOperation::Add,
+                        fd.as_raw_fd(),
+                        EpollEvent::new(EventSet::IN, fd.as_raw_fd() as u64),
+                    )
+                    .is_ok()
+            });
+        if !epoll_ok {
+            tracing::error!("virtio-vsock: cannot set up epoll");
+            return Some(self.muxer.into_listener());
+        }
+        let mut events = vec![EpollEvent::default(); 64];
+        loop {
+            self.pump();
+            let n = match self.muxer.epoll().wait(-1, &mut events) {
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    tracing::error!("virtio-vsock: epoll wait: {e}");
+                    return Some(self.muxer.into_listener());
+                }
+            };
+            for ev in &events[..n] {
+                let fd = ev.fd();
+                if fd == self.stop.as_raw_fd() {
+                    return Some(self.muxer.into_listener());
+                }
+                if let Some(k) = self.kicks.iter().find(|k| k.as_raw_fd() == fd) {
+                    let _ = k.read();
+                    continue;
+                }
+                self.muxer.handle_event(fd, ev.event_set());
+            }
+        }
+    }
+
+    /// Move packets both ways until neither direction makes progress.
+    fn pump(&mut self) {
+        loop {
+            let tx = self.process_tx();
+            let rx = self.process_rx();
+            if !tx && !rx {
+                break;
+            }
+        }
+    }
+
+    fn process_tx(&mut self) -> bool {
+        let mem = &self.mem;
+        let mut used_any = false;
+        while !self.muxer.tx_backpressure() {
+            let Some(chain) = self.queues[TXQ].pop_descriptor_chain(mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            match chain.reader(mem) {
+                Ok(mut reader) => match read_tx_packet(&mut reader) {
+                    Ok((hdr, data)) => self.muxer.process_tx(hdr, data),
+                    Err(e) => tracing::debug!("virtio-vsock: bad tx packet: {e}"),
+                },
+                Err(e) => tracing::debug!("virtio-vsock: bad tx chain: {e}"),
+            }
+            if let Err(e) = self.queues[TXQ].add_used(mem, head, 0) {
+                tracing::warn!("virtio-vsock: tx add_used: {e}");
+            }
+            used_any = true;
+        }
+        if used_any && self.queues[TXQ].needs_notification(mem).unwrap_or(true) {
+            self.interrupt.signal_used_queue();
+        }
+        used_any
+    }
+
+    fn process_rx(&mut self) -> bool {
+        let mem = &self.mem;
+        let mut used_any = false;
+        while self.muxer.has_rx_work() {
+            let Some(chain) = self.queues[RXQ].pop_descriptor_chain(mem) else {
+                break;
+            };
+            let head = chain.head_index();
+            let used = match chain.writer(mem) {
+                Ok(mut writer) => match self.muxer.fill_rx(&mut writer) {
+                    Ok(Some(n)) => n,
+                    Ok(None) => {
+                        self.queues[RXQ].go_to_previous_position();
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::debug!("virtio-vsock: unusable rx buffer: {e}");
+                        0
+                    }
+                },
+                Err(e) => {
+                    tracing::debug!("virtio-vsock: bad rx chain: {e}");
+                    0
+                }
+            };
+            if let Err(e) = self.queues[RXQ].add_used(mem, head, used) {
+                tracing::warn!("virtio-vsock: rx add_used: {e}");
+            }
+            used_any = true;
+        }
+        if used_any && self.queues[RXQ].needs_notification(mem).unwrap_or(true) {
+            self.interrupt.signal_used_queue();
+        }
+        // The event queue is never used: we send no transport events.
+        let _ = EVQ;
+        used_any
+    }
+}

@@ -1,0 +1,498 @@
+//! The host side of vsock: Unix sockets in, vsock streams out.
+//!
+//! The muxer owns the listening socket, the connections being set up
+//! (`CONNECT <port>` lines being read), the live connections, and a queue of
+//! control packets for the guest. It never touches virtqueues: the device
+//! worker hands it each guest packet ([`Muxer::process_tx`]) and asks it to
+//! fill each guest receive buffer ([`Muxer::fill_rx`]).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::io::{self, Read};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+
+use virtio_queue::Writer;
+use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
+
+use super::connection::{Connection, State};
+use super::packet::{
+    rx_payload_room, write_rx_packet, Header, PacketError, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE,
+    OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN, SHUTDOWN_RCV, SHUTDOWN_SEND,
+    TYPE_STREAM,
+};
+use super::HOST_CID;
+
+/// Live and half-open connections we keep at most; more are refused.
+pub const MAX_CONNECTIONS: usize = 1024;
+/// Control packets waiting for guest rx buffers. Past this, we stop taking
+/// guest tx packets until the guest gives us buffers (back-pressure instead
+/// of unbounded memory).
+pub const MAX_PENDING_CONTROL: usize = 2048;
+/// First port for host-initiated connections, as seen by the guest.
+const FIRST_LOCAL_PORT: u32 = 1 << 30;
+const MAX_CONNECT_LINE: usize = 32;
+
+type Key = (u32, u32); // (host-side port, guest port)
+
+struct Control {
+    key: Key,
+    op: u16,
+    flags: u32,
+}
+
+struct Handshake {
+    stream: UnixStream,
+    line: Vec<u8>,
+}
+
+pub struct Muxer {
+    guest_cid: u64,
+    uds_path: PathBuf,
+    listener: UnixListener,
+    epoll: Epoll,
+    handshakes: HashMap<RawFd, Handshake>,
+    conns: HashMap<Key, Connection>,
+    by_fd: HashMap<RawFd, Key>,
+    control: VecDeque<Control>,
+    rx_ready: VecDeque<Key>,
+    rx_queued: HashSet<Key>,
+    next_local_port: u32,
+    scratch: Vec<u8>,
+}
+
+fn stream_events() -> EventSet {
+    EventSet::IN | EventSet::OUT | EventSet::READ_HANG_UP | EventSet::EDGE_TRIGGERED
+}
+
+/// Connect to a Unix socket without blocking: a host listener with a full
+/// backlog must not stall the device thread.
+fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
+    use std::os::unix::ffi::OsStrExt;
+    let bytes = path.as_os_str().as_bytes();
+    // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
+    let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
+    if bytes.len() >= addr.sun_path.len() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long"));
+    }
+    addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
+    for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
+        *d = *s as libc::c_char;
+    }
+    // SAFETY: plain socket(2) call; the result is checked.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd was just created and is owned by nothing else.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: addr is a valid sockaddr_un and the length matches it.
+    let rc = unsafe {
+        libc::connect(
+            fd,
+            &addr as *const libc::sockaddr_un as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_un>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(UnixStream::from(owned))
+}
+
+impl Muxer {
+    pub fn new(guest_cid: u64, uds_path: PathBuf, listener: UnixListener) -> io::Result<Self> {
+        listener.set_nonblocking(true)?;
+        let epoll = Epoll::new()?;
+        epoll.ctl(
+            ControlOperation::Add,
+            listener.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, listener.as_raw_fd() as u64),
+        )?;
+        Ok(Self {
+            guest_cid,
+            uds_path,
+            listener,
+            epoll,
+            handshakes: HashMap::new(),
+            conns: HashMap::new(),
+            by_fd: HashMap::new(),
+            control: VecDeque::new(),
+            rx_ready: VecDeque::new(),
+            rx_queued: HashSet::new(),
+            next_local_port: FIRST_LOCAL_PORT,
+            scratch: vec![0u8; super::packet::MAX_PAYLOAD],
+        })
+    }
+
+    /// The muxer's epoll; the device worker adds its queue eventfds to it.
+    pub fn epoll(&self) -> &Epoll {
+        &self.epoll
+    }
+
+    pub fn into_listener(self) -> UnixListener {
+        self.listener
+    }
+
+    pub fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Too many control packets are waiting: stop reading the guest's tx.
+    pub fn tx_backpressure(&self) -> bool {
+        self.control.len() >= MAX_PENDING_CONTROL
+    }
+
+    pub fn has_rx_work(&self) -> bool {
+        !self.control.is_empty() || !self.rx_ready.is_empty()
+    }
+
+    // ---- host-side events -------------------------------------------------
+
+    /// Handle readiness of one of our fds; returns false if `fd` is not ours.
+    pub fn handle_event(&mut self, fd: RawFd, events: EventSet) -> bool {
+        if fd == self.listener.as_raw_fd() {
+            self.accept_all();
+        } else if self.handshakes.contains_key(&fd) {
+            self.continue_handshake(fd);
+        } else if let Some(&key) = self.by_fd.get(&fd) {
+            if events.intersects(
+                EventSet::IN | EventSet::HANG_UP | EventSet::READ_HANG_UP | EventSet::ERROR,
+            ) {
+                if let Some(c) = self.conns.get_mut(&key) {
+                    c.readable = true;
+                }
+                self.enqueue_rx(key);
+            }
+            if events.contains(EventSet::OUT) {
+                self.flush(key);
+            }
+        } else {
+            return false;
+        }
+        true
+    }
+
+    fn accept_all(&mut self) {
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => {
+                    if stream.set_nonblocking(true).is_err() {
+                        continue;
+                    }
+                    let fd = stream.as_raw_fd();
+                    if self
+                        .epoll
+                        .ctl(ControlOperation::Add, fd, EpollEvent::new(stream_events(), fd as u64))
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.handshakes.insert(
+                        fd,
+                        Handshake {
+                            stream,
+                            line: Vec::new(),
+                        },
+                    );
+                    self.continue_handshake(fd);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        tracing::warn!("vsock: accept on {}: {e}", self.uds_path.display());
+                    }
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Read the `CONNECT <port>\n` line a byte at a time, so that nothing the
+    /// client sends after it is consumed here.
+    fn continue_handshake(&mut self, fd: RawFd) {
+        let Some(hs) = self.handshakes.get_mut(&fd) else {
+            return;
+        };
+        let mut byte = [0u8; 1];
+        let port = loop {
+            match hs.stream.read(&mut byte) {
+                Ok(0) => break Err("closed before CONNECT"),
+                Ok(_) if byte[0] == b'\n' => break parse_connect(&hs.line),
+                Ok(_) if hs.line.len() >= MAX_CONNECT_LINE => break Err("CONNECT line too long"),
+                Ok(_) => hs.line.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break Err("read error during CONNECT"),
+            }
+        };
+        let Some(hs) = self.handshakes.remove(&fd) else {
+            return;
+        };
+        match port {
+            Err(why) => {
+                tracing::debug!("vsock: dropping host connection: {why}");
+            }
+            Ok(_) if self.conns.len() >= MAX_CONNECTIONS => {
+                tracing::warn!("vsock: connection limit reached; refusing host connection");
+            }
+            Ok(peer_port) => {
+                let local_port = self.alloc_local_port();
+                let key = (local_port, peer_port);
+                let mut conn = Connection::new(hs.stream, State::Connecting, local_port, peer_port);
+                conn.readable = true;
+                self.by_fd.insert(fd, key);
+                self.conns.insert(key, conn);
+                self.push_control(key, OP_REQUEST, 0);
+            }
+        }
+    }
+
+    fn alloc_local_port(&mut self) -> u32 {
+        loop {
+            let p = self.next_local_port;
+            self.next_local_port = if p == u32::MAX - 1 {
+                FIRST_LOCAL_PORT
+            } else {
+                p + 1
+            };
+            if !self.conns.keys().any(|k| k.0 == p) {
+                return p;
+            }
+        }
+    }
+
+    fn enqueue_rx(&mut self, key: Key) {
+        if self.conns.get(&key).is_some_and(|c| c.wants_rx()) && self.rx_queued.insert(key) {
+            self.rx_ready.push_back(key);
+        }
+    }
+
+    fn push_control(&mut self, key: Key, op: u16, flags: u32) {
+        self.control.push_back(Control { key, op, flags });
+    }
+
+    fn remove(&mut self, key: Key) {
+        if let Some(c) = self.conns.remove(&key) {
+            self.by_fd.remove(&c.stream.as_raw_fd());
+            // Closing the fd removes it from the epoll set.
+        }
+        self.rx_queued.remove(&key);
+    }
+
+    /// Reset a connection: tell the guest and forget it.
+    fn reset(&mut self, key: Key) {
+        self.remove(key);
+        self.push_control(key, OP_RST, 0);
+    }
+
+    fn flush(&mut self, key: Key) {
+        let Some(c) = self.conns.get_mut(&key) else {
+            return;
+        };
+        if let Err(e) = c.flush_tx() {
+            tracing::debug!("vsock: host socket of port {} failed: {e}", key.0);
+            self.reset(key);
+            return;
+        }
+        let (credit_due, finished) = (c.needs_credit_update(), c.finished());
+        if finished {
+            self.reset(key);
+        } else if credit_due {
+            self.push_control(key, OP_CREDIT_UPDATE, 0);
+        }
+    }
+
+    // ---- guest → host -----------------------------------------------------
+
+    /// Handle one packet the guest sent. Whatever it contains, the worst
+    /// outcome is an RST for the connection it names.
+    pub fn process_tx(&mut self, hdr: Header, data: Vec<u8>) {
+        if hdr.src_cid != self.guest_cid || hdr.dst_cid != HOST_CID {
+            tracing::debug!(src = hdr.src_cid, dst = hdr.dst_cid, "vsock: packet with wrong CIDs dropped");
+            return;
+        }
+        let key = (hdr.dst_port, hdr.src_port);
+        if hdr.type_ != TYPE_STREAM {
+            if hdr.op != OP_RST {
+                self.push_control(key, OP_RST, 0);
+            }
+            return;
+        }
+        let Some(conn) = self.conns.get_mut(&key) else {
+            match hdr.op {
+                OP_REQUEST => self.guest_connect(key, &hdr),
+                OP_RST => {}
+                _ => self.push_control(key, OP_RST, 0),
+            }
+            return;
+        };
+        conn.update_peer_credit(hdr.buf_alloc, hdr.fwd_cnt);
+        match (hdr.op, conn.state) {
+            (OP_RESPONSE, State::Connecting) => {
+                conn.state = State::Established;
+                let line = format!("OK {}\n", conn.local_port);
+                conn.push_host_line(line.as_bytes());
+                self.flush(key);
+                self.enqueue_rx(key);
+            }
+            (OP_RW, State::Established) if !conn.peer_shut_send => {
+                if let Err(e) = conn.push_tx(&data) {
+                    tracing::warn!("vsock: {e}; resetting port {}", key.0);
+                    self.reset(key);
+                    return;
+                }
+                self.flush(key);
+            }
+            (OP_CREDIT_UPDATE, _) => self.enqueue_rx(key),
+            (OP_CREDIT_REQUEST, _) => self.push_control(key, OP_CREDIT_UPDATE, 0),
+            (OP_SHUTDOWN, State::Established) => {
+                conn.peer_shut_recv |= hdr.flags & SHUTDOWN_RCV != 0;
+                conn.peer_shut_send |= hdr.flags & SHUTDOWN_SEND != 0;
+                self.flush(key);
+            }
+            (OP_RST, _) => self.remove(key),
+            _ => {
+                tracing::debug!(op = hdr.op, "vsock: unexpected packet; resetting");
+                self.reset(key);
+            }
+        }
+    }
+
+    fn guest_connect(&mut self, key: Key, hdr: &Header) {
+        if self.conns.len() >= MAX_CONNECTIONS {
+            self.push_control(key, OP_RST, 0);
+            return;
+        }
+        let mut path = self.uds_path.clone().into_os_string();
+        path.push(format!("_{}", key.0));
+        let stream = match connect_nonblocking(Path::new(&path)) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::debug!("vsock: guest connect to host port {}: {e}", key.0);
+                self.push_control(key, OP_RST, 0);
+                return;
+            }
+        };
+        let fd = stream.as_raw_fd();
+        if self
+            .epoll
+            .ctl(ControlOperation::Add, fd, EpollEvent::new(stream_events(), fd as u64))
+            .is_err()
+        {
+            self.push_control(key, OP_RST, 0);
+            return;
+        }
+        let mut conn = Connection::new(stream, State::Established, key.0, key.1);
+        conn.update_peer_credit(hdr.buf_alloc, hdr.fwd_cnt);
+        conn.readable = true;
+        self.by_fd.insert(fd, key);
+        self.conns.insert(key, conn);
+        self.push_control(key, OP_RESPONSE, 0);
+        self.enqueue_rx(key);
+    }
+
+    // ---- host → guest -----------------------------------------------------
+
+    fn header_for(&mut self, key: Key, op: u16, flags: u32, len: u32) -> Header {
+        let (buf_alloc, fwd_cnt) = self
+            .conns
+            .get_mut(&key)
+            .map_or((0, 0), |c| c.credit_fields());
+        Header {
+            src_cid: HOST_CID,
+            dst_cid: self.guest_cid,
+            src_port: key.0,
+            dst_port: key.1,
+            len,
+            type_: TYPE_STREAM,
+            op,
+            flags,
+            buf_alloc,
+            fwd_cnt,
+        }
+    }
+
+    /// Fill one guest rx buffer with the next packet. `Ok(None)`: nothing to
+    /// send (the caller returns the buffer). An error means the buffer is
+    /// unusable (too small or bad memory) and is returned to the guest empty.
+    pub fn fill_rx(&mut self, writer: &mut Writer<'_>) -> Result<Option<u32>, PacketError> {
+        let room = rx_payload_room(writer)?;
+        if let Some(ctl) = self.control.pop_front() {
+            let hdr = self.header_for(ctl.key, ctl.op, ctl.flags, 0);
+            return write_rx_packet(writer, &hdr, &[]).map(Some);
+        }
+        while let Some(key) = self.rx_ready.pop_front() {
+            self.rx_queued.remove(&key);
+            let Some(conn) = self.conns.get_mut(&key) else {
+                continue;
+            };
+            if !conn.wants_rx() {
+                continue;
+            }
+            let max = room.min(conn.peer_credit() as usize);
+            let mut buf = std::mem::take(&mut self.scratch);
+            let res = conn.read_host(&mut buf[..max]);
+            let out = match res {
+                Ok(0) => {
+                    conn.local_eof = true;
+                    let finished = conn.finished();
+                    let hdr = self.header_for(key, OP_SHUTDOWN, SHUTDOWN_SEND, 0);
+                    if finished {
+                        self.reset(key);
+                    }
+                    Some(write_rx_packet(writer, &hdr, &[]))
+                }
+                Ok(n) => {
+                    conn.record_sent(n);
+                    let hdr = self.header_for(key, OP_RW, 0, n as u32);
+                    self.enqueue_rx(key);
+                    Some(write_rx_packet(writer, &hdr, &buf[..n]))
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
+                Err(e) => {
+                    tracing::debug!("vsock: host socket read: {e}");
+                    self.remove(key);
+                    let hdr = self.header_for(key, OP_RST, 0, 0);
+                    Some(write_rx_packet(writer, &hdr, &[]))
+                }
+            };
+            self.scratch = buf;
+            if let Some(r) = out {
+                return r.map(Some);
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn parse_connect(line: &[u8]) -> Result<u32, &'static str> {
+    let s = std::str::from_utf8(line).map_err(|_| "CONNECT line is not UTF-8")?;
+    let s = s.trim_end_matches('\r');
+    let port = s
+        .strip_prefix("CONNECT ")
+        .ok_or("expected CONNECT <port>")?;
+    port.trim().parse().map_err(|_| "bad port in CONNECT line")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_lines() {
+        assert_eq!(parse_connect(b"CONNECT 1024"), Ok(1024));
+        assert_eq!(parse_connect(b"CONNECT 52\r"), Ok(52));
+        assert!(parse_connect(b"CONNECT").is_err());
+        assert!(parse_connect(b"CONNECT -1").is_err());
+        assert!(parse_connect(b"CONNECT 99999999999").is_err());
+        assert!(parse_connect(b"HELLO 1").is_err());
+        assert!(parse_connect(&[0xff, 0xfe]).is_err());
+    }
+}
