@@ -48,7 +48,10 @@ impl<S: Read + Write> AgentClient<S> {
     pub fn read_reply(&mut self, id: u64) -> Result<Response, ClientError> {
         let reply: Envelope<Response> = read_frame(&mut self.stream)?;
         if reply.id != id {
-            return Err(ClientError::IdMismatch { want: id, got: reply.id });
+            return Err(ClientError::IdMismatch {
+                want: id,
+                got: reply.id,
+            });
         }
         match reply.body {
             Response::Error { message } => Err(ClientError::Agent(message)),

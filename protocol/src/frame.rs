@@ -68,7 +68,10 @@ mod tests {
     #[test]
     fn round_trip() {
         let mut buf = Vec::new();
-        let env = Envelope { id: 7, body: Request::Ping };
+        let env = Envelope {
+            id: 7,
+            body: Request::Ping,
+        };
         write_frame(&mut buf, &env).unwrap();
         let back: Envelope<Request> = read_frame(&mut buf.as_slice()).unwrap();
         assert_eq!(back.id, 7);

@@ -80,17 +80,24 @@ pub struct ExecResult {
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
     Pong,
-    Version { protocol: u32, agent: String },
+    Version {
+        protocol: u32,
+        agent: String,
+    },
     Exec(ExecResult),
     File {
         #[serde(with = "crate::message::b64")]
         data: Vec<u8>,
     },
-    Hash { sha256: String },
+    Hash {
+        sha256: String,
+    },
     /// The request was carried out and has nothing else to say.
     Ok,
     /// The request failed; `message` says why.
-    Error { message: String },
+    Error {
+        message: String,
+    },
 }
 
 /// Byte `i` of the pattern [`Request::GenerateStream`] produces.

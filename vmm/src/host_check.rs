@@ -28,7 +28,11 @@ pub fn kvm_capability() -> KvmCapability {
         ),
         (false, _) => KvmCapability::NoHardware(format!(
             "the CPU shows neither vmx nor svm{}",
-            if pvm { " and /dev/kvm is served by kvm_pvm" } else { "" }
+            if pvm {
+                " and /dev/kvm is served by kvm_pvm"
+            } else {
+                ""
+            }
         )),
     }
 }

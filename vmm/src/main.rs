@@ -193,10 +193,28 @@ fn main() {
             std::process::exit(reason.exit_code());
         }
         Err(e) => {
-            eprintln!("isola-vmm: error: {e:#}");
+            eprintln!("isola-vmm: error: {}", error_chain(&e));
             std::process::exit(1);
         }
     }
+}
+
+/// `e` and its causes, `: `-separated, leaving out a cause whose text is
+/// already there: our error types (and linux-loader's) print their source
+/// themselves, so `{:#}` would repeat it.
+fn error_chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if out.contains(&s) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&s);
+    }
+    out
 }
 
 fn run(args: Args, t0: Instant) -> Result<VmExitReason> {

@@ -63,7 +63,20 @@ impl VcpuRunner {
                     ));
                 }
                 Ok(VcpuExit::InternalError) => {
-                    return VmExitReason::Error(format!("KVM internal error on vCPU {}", self.id));
+                    // SAFETY: on KVM_EXIT_INTERNAL_ERROR, KVM has filled in
+                    // the `internal` member of the run structure's exit union.
+                    let sub = unsafe { self.fd.get_kvm_run().__bindgen_anon_1.internal.suberror };
+                    let what = match sub {
+                        1 => "instruction emulation failed",
+                        2 => "simultaneous exceptions",
+                        3 => "exception while delivering an event",
+                        4 => "unexpected exit reason",
+                        _ => "unknown",
+                    };
+                    return VmExitReason::Error(format!(
+                        "KVM internal error on vCPU {} (suberror {sub}: {what})",
+                        self.id
+                    ));
                 }
                 Ok(VcpuExit::Intr) => {}
                 Ok(other) => {

@@ -90,7 +90,10 @@ pub struct Vm {
 
 /// Everything built so far, for the timing log.
 fn stage(t0: Instant, what: &str) {
-    tracing::debug!("boot stage +{:.3} ms: {what}", t0.elapsed().as_secs_f64() * 1000.0);
+    tracing::debug!(
+        "boot stage +{:.3} ms: {what}",
+        t0.elapsed().as_secs_f64() * 1000.0
+    );
 }
 
 impl Vm {
@@ -120,13 +123,16 @@ impl Vm {
             };
             // SAFETY: the region is a live mapping owned by `mem`, which the
             // Vm keeps for as long as the VM exists.
-            unsafe { vm_fd.set_user_memory_region(r) }.map_err(kvm_op("KVM_SET_USER_MEMORY_REGION"))?;
+            unsafe { vm_fd.set_user_memory_region(r) }
+                .map_err(kvm_op("KVM_SET_USER_MEMORY_REGION"))?;
         }
         stage(t0, "guest memory registered");
         vm_fd
             .set_tss_address(layout::KVM_TSS_ADDR)
             .map_err(kvm_op("KVM_SET_TSS_ADDR"))?;
-        vm_fd.create_irq_chip().map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
+        vm_fd
+            .create_irq_chip()
+            .map_err(kvm_op("KVM_CREATE_IRQCHIP"))?;
         vm_fd
             .create_pit2(kvm_pit_config {
                 flags: KVM_PIT_SPEAKER_DUMMY,
@@ -204,10 +210,18 @@ impl Vm {
             let transport = MmioTransport::new(dev, mem.clone(), irqfd)?;
             for (q, kick) in transport.kick_fds().iter().enumerate() {
                 vm_fd
-                    .register_ioevent(kick, &IoEventAddress::Mmio(base + REG_QUEUE_NOTIFY), q as u32)
+                    .register_ioevent(
+                        kick,
+                        &IoEventAddress::Mmio(base + REG_QUEUE_NOTIFY),
+                        q as u32,
+                    )
                     .map_err(kvm_op("KVM_IOEVENTFD"))?;
             }
-            mmio.insert(base, layout::VIRTIO_MMIO_SIZE, Arc::new(Mutex::new(transport)))?;
+            mmio.insert(
+                base,
+                layout::VIRTIO_MMIO_SIZE,
+                Arc::new(Mutex::new(transport)),
+            )?;
             cmdline_devices.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
         }
         stage(t0, "devices created");
@@ -328,7 +342,6 @@ fn build_cmdline(cfg: &VmConfig, devices: &[String]) -> String {
         },
         "reboot=k".into(),
         "panic=-1".into(),
-        "pci=off".into(),
         "nomodule".into(),
         "io_delay=none".into(),
         "8250.nr_uarts=1".into(),

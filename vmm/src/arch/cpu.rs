@@ -1,6 +1,6 @@
 //! Initial vCPU state: CPUID, MSRs, FPU, LAPIC, and the PVH entry registers.
 
-use kvm_bindings::{kvm_fpu, kvm_regs, kvm_segment, CpuId, Msrs, kvm_msr_entry};
+use kvm_bindings::{kvm_fpu, kvm_msr_entry, kvm_regs, kvm_segment, CpuId, Msrs};
 use kvm_ioctls::{Kvm, VcpuFd};
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 

@@ -49,12 +49,13 @@ pub fn load_kernel(mem: &GuestMemoryMmap, path: &Path) -> Result<LoadedKernel, L
         path: shown.clone(),
         source,
     })?;
-    let res = Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(
-        |source| LoadError::Kernel {
-            path: shown.clone(),
-            source,
-        },
-    )?;
+    let res =
+        Elf::load(mem, None, &mut file, Some(GuestAddress(HIMEM_START))).map_err(|source| {
+            LoadError::Kernel {
+                path: shown.clone(),
+                source,
+            }
+        })?;
     match res.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(entry) => Ok(LoadedKernel {
             pvh_entry: entry,
@@ -96,6 +97,7 @@ pub fn load_command_line(mem: &GuestMemoryMmap, cmdline: &str) -> Result<u64, Lo
     let mut cl = Cmdline::new(CMDLINE_MAX).map_err(|e| LoadError::Cmdline(e.to_string()))?;
     cl.insert_str(cmdline)
         .map_err(|e| LoadError::Cmdline(format!("{e} (in {cmdline:?})")))?;
-    load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cl).map_err(|e| LoadError::Cmdline(e.to_string()))?;
+    load_cmdline(mem, GuestAddress(CMDLINE_ADDR), &cl)
+        .map_err(|e| LoadError::Cmdline(e.to_string()))?;
     Ok(CMDLINE_ADDR)
 }

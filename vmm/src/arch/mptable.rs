@@ -33,14 +33,18 @@ const INT_TYPE_NMI: u8 = 1;
 const INT_TYPE_EXTINT: u8 = 3;
 
 fn checksum(bytes: &[u8]) -> u8 {
-    bytes.iter().fold(0u8, |a, b| a.wrapping_add(*b)).wrapping_neg()
+    bytes
+        .iter()
+        .fold(0u8, |a, b| a.wrapping_add(*b))
+        .wrapping_neg()
 }
 
 /// Build the table bytes for `cpus` vCPUs, to be placed at `base`.
 pub fn build(cpus: u8, base: u32) -> Result<Vec<u8>, MpTableError> {
     let irqs = MAX_IRQ as usize + 1;
     let entries = cpus as usize + 2 + irqs + 2;
-    let table_len = HEADER_LEN + cpus as usize * CPU_ENTRY_LEN + (entries - cpus as usize) * ENTRY_LEN;
+    let table_len =
+        HEADER_LEN + cpus as usize * CPU_ENTRY_LEN + (entries - cpus as usize) * ENTRY_LEN;
     if cpus == 0 || FLOATING_LEN + table_len > AREA_LEN {
         return Err(MpTableError::TooManyCpus(cpus));
     }

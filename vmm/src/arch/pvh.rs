@@ -7,8 +7,8 @@ use linux_loader::loader::elf::start_info::{
 use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{
-    EBDA_START, HIMEM_START, MEMMAP_ADDR, MEMMAP_MAX_ENTRIES, MODLIST_ADDR, MMIO_HOLE_END,
-    MMIO_HOLE_START, START_INFO_ADDR,
+    EBDA_START, HIMEM_START, MEMMAP_ADDR, MEMMAP_MAX_ENTRIES, MMIO_HOLE_END, MMIO_HOLE_START,
+    MODLIST_ADDR, START_INFO_ADDR,
 };
 
 const XEN_HVM_START_MAGIC: u32 = 0x336e_c578;
@@ -86,6 +86,8 @@ mod tests {
         assert_eq!(ram, (256 << 20) - (HIMEM_START - EBDA_START));
         let big = e820_entries(5 << 30);
         assert_eq!(big.last().map(|e| e.0), Some(1 << 32));
-        assert!(big.iter().all(|e| e.0 + e.1 <= MMIO_HOLE_START || e.0 >= MMIO_HOLE_END));
+        assert!(big
+            .iter()
+            .all(|e| e.0 + e.1 <= MMIO_HOLE_START || e.0 >= MMIO_HOLE_END));
     }
 }

@@ -96,10 +96,16 @@ mod tests {
     #[test]
     fn routes_by_range_and_rejects_overlap() {
         let mut bus = Bus::default();
-        bus.insert(0x100, 0x10, Arc::new(Mutex::new(Echo(1)))).unwrap();
-        bus.insert(0x200, 0x10, Arc::new(Mutex::new(Echo(5)))).unwrap();
-        assert!(bus.insert(0x108, 0x10, Arc::new(Mutex::new(Echo(0)))).is_err());
-        assert!(bus.insert(u64::MAX, 2, Arc::new(Mutex::new(Echo(0)))).is_err());
+        bus.insert(0x100, 0x10, Arc::new(Mutex::new(Echo(1))))
+            .unwrap();
+        bus.insert(0x200, 0x10, Arc::new(Mutex::new(Echo(5))))
+            .unwrap();
+        assert!(bus
+            .insert(0x108, 0x10, Arc::new(Mutex::new(Echo(0))))
+            .is_err());
+        assert!(bus
+            .insert(u64::MAX, 2, Arc::new(Mutex::new(Echo(0))))
+            .is_err());
         let mut b = [0u8; 1];
         assert!(bus.read(0x102, &mut b));
         assert_eq!(b[0], 3);

@@ -142,13 +142,18 @@ impl MmioTransport {
         }
         // Bits may only be added, in the order the spec gives.
         if new & self.status != self.status {
-            tracing::warn!(old = self.status, new, "virtio driver cleared status bits; ignored");
+            tracing::warn!(
+                old = self.status,
+                new,
+                "virtio driver cleared status bits; ignored"
+            );
             return;
         }
         let added = new & !self.status;
         if added & STATUS_FEATURES_OK != 0 {
             let offered = self.device.features();
-            if self.driver_features & !offered != 0 || self.driver_features & VIRTIO_F_VERSION_1 == 0
+            if self.driver_features & !offered != 0
+                || self.driver_features & VIRTIO_F_VERSION_1 == 0
             {
                 tracing::warn!(
                     driver = self.driver_features,
@@ -249,7 +254,11 @@ impl MmioTransport {
                 | REG_QUEUE_DEVICE_HIGH
         );
         if queue_reg && !self.queue_config_allowed() {
-            tracing::warn!(offset, status = self.status, "queue register written out of order");
+            tracing::warn!(
+                offset,
+                status = self.status,
+                "queue register written out of order"
+            );
             return;
         }
         match offset {
@@ -328,7 +337,11 @@ impl BusDevice for MmioTransport {
             return;
         }
         let Ok(bytes) = <[u8; 4]>::try_from(data) else {
-            tracing::debug!(offset, len = data.len(), "non-32-bit register write ignored");
+            tracing::debug!(
+                offset,
+                len = data.len(),
+                "non-32-bit register write ignored"
+            );
             return;
         };
         if offset % 4 == 0 {

@@ -106,7 +106,8 @@ mod tests {
         let mut w = ConsoleWriter::new(None, flag.clone());
         w.write_all(b"[ 1.0] KKernel pan").unwrap();
         assert!(!flag.load(Ordering::SeqCst));
-        w.write_all(b"ic - not syncing: Attempted to kill init!").unwrap();
+        w.write_all(b"ic - not syncing: Attempted to kill init!")
+            .unwrap();
         assert!(flag.load(Ordering::SeqCst));
     }
 

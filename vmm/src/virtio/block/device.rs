@@ -268,3 +268,273 @@ pub fn process_chain(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Malformed descriptor chains, as a hostile driver would build them:
+    //! each fails alone (used length 0, or an IOERR status), never panics,
+    //! never touches memory outside the chain's writable buffers.
+
+    use std::io::Write;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use virtio_queue::desc::split::Descriptor as SplitDescriptor;
+    use virtio_queue::desc::RawDescriptor;
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Bytes, GuestAddress};
+
+    use super::*;
+    use crate::virtio::block::request::{
+        VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
+    };
+
+    const MEM_SIZE: u64 = 0x10_0000;
+    const HDR: u64 = 0x1_0000;
+    const DATA: u64 = 0x2_0000;
+    const STATUS: u64 = 0x3_0000;
+    const NEXT: u16 = 1;
+    const WRITE: u16 = 2;
+    const SECTORS: u64 = 8;
+    const UNTOUCHED: u8 = 0xee;
+
+    fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
+    }
+
+    struct Fixture {
+        mem: GuestMemoryMmap,
+        file: File,
+        id: [u8; ID_LEN],
+    }
+
+    /// 1 MiB of guest memory and an 8-sector disk whose sector n is filled
+    /// with the byte n + 1.
+    fn fixture() -> Fixture {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let path = std::env::temp_dir().join(format!(
+            "isola-vmm-blk-test-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        for s in 0..SECTORS {
+            file.write_all(&[s as u8 + 1; SECTOR_SIZE as usize])
+                .unwrap();
+        }
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
+        mem.write_slice(&[UNTOUCHED; 0x3_0000], GuestAddress(HDR))
+            .unwrap();
+        Fixture {
+            mem,
+            file,
+            id: *b"isola-disk-under-tst",
+        }
+    }
+
+    impl Fixture {
+        fn header(&self, type_: u32, sector: u64) {
+            self.mem.write_obj(type_, GuestAddress(HDR)).unwrap();
+            self.mem.write_obj(0u32, GuestAddress(HDR + 4)).unwrap();
+            self.mem.write_obj(sector, GuestAddress(HDR + 8)).unwrap();
+        }
+
+        fn status(&self) -> u8 {
+            self.mem.read_obj(GuestAddress(STATUS)).unwrap()
+        }
+
+        /// Run `descs` as one chain. With `linked`, `next` fields are used
+        /// as given (for loops); otherwise they are chained in order.
+        fn run(&self, descs: &[RawDescriptor], read_only: bool, linked: bool) -> u32 {
+            let q = MockSplitQueue::new(&self.mem, 16);
+            let chain = if linked {
+                q.build_multiple_desc_chains(descs)
+            } else {
+                q.build_desc_chain(descs)
+            }
+            .unwrap();
+            let disk = Disk {
+                file: &self.file,
+                capacity_sectors: SECTORS,
+                read_only,
+                id: &self.id,
+            };
+            process_chain(&disk, &self.mem, chain)
+        }
+
+        fn read_request(&self, sector: u64) -> u32 {
+            self.header(VIRTIO_BLK_T_IN, sector);
+            self.run(
+                &[
+                    desc(HDR, 16, 0, 0),
+                    desc(DATA, 512, WRITE, 0),
+                    desc(STATUS, 1, WRITE, 0),
+                ],
+                false,
+                false,
+            )
+        }
+    }
+
+    #[test]
+    fn a_valid_read_works() {
+        let fx = fixture();
+        assert_eq!(fx.read_request(2), 513);
+        assert_eq!(fx.status(), VIRTIO_BLK_S_OK);
+        let mut data = [0u8; 512];
+        fx.mem.read_slice(&mut data, GuestAddress(DATA)).unwrap();
+        assert_eq!(data, [3u8; 512]);
+    }
+
+    #[test]
+    fn header_outside_guest_memory() {
+        let fx = fixture();
+        let used = fx.run(
+            &[
+                desc(0x7000_0000_0000, 16, 0, 0),
+                desc(DATA, 512, WRITE, 0),
+                desc(STATUS, 1, WRITE, 0),
+            ],
+            false,
+            false,
+        );
+        assert_eq!(used, 0);
+        assert_eq!(fx.status(), UNTOUCHED);
+    }
+
+    #[test]
+    fn buffer_running_past_the_end_of_memory() {
+        let fx = fixture();
+        fx.header(VIRTIO_BLK_T_IN, 0);
+        for (addr, len) in [(MEM_SIZE - 256, 512), (DATA, u32::MAX), (u64::MAX - 8, 512)] {
+            let used = fx.run(
+                &[
+                    desc(HDR, 16, 0, 0),
+                    desc(addr, len, WRITE, 0),
+                    desc(STATUS, 1, WRITE, 0),
+                ],
+                false,
+                false,
+            );
+            assert_eq!(used, 0, "buffer {addr:#x}+{len:#x}");
+            assert_eq!(fx.status(), UNTOUCHED);
+        }
+    }
+
+    #[test]
+    fn descriptors_that_loop() {
+        let fx = fixture();
+        fx.header(VIRTIO_BLK_T_IN, 0);
+        // 0 -> 1 -> 0 -> ...: the queue size bounds the walk.
+        let used = fx.run(
+            &[desc(HDR, 16, NEXT, 1), desc(DATA, 512, NEXT | WRITE, 0)],
+            false,
+            true,
+        );
+        assert!(used <= 16 * 512, "used {used}");
+        // A descriptor that names itself.
+        let used = fx.run(&[desc(DATA, 512, NEXT | WRITE, 0)], false, true);
+        assert_eq!(
+            used, 0,
+            "no readable header in a self-loop of writable descriptors"
+        );
+    }
+
+    #[test]
+    fn status_descriptor_in_the_wrong_direction() {
+        let fx = fixture();
+        fx.header(VIRTIO_BLK_T_IN, 0);
+        let used = fx.run(
+            &[
+                desc(HDR, 16, 0, 0),
+                desc(DATA, 512, WRITE, 0),
+                desc(STATUS, 1, 0, 0),
+            ],
+            false,
+            false,
+        );
+        // The last writable byte takes the status; the data is then
+        // unaligned, so the request fails. The read-only byte is not touched.
+        assert_eq!(used, 1);
+        assert_eq!(fx.status(), UNTOUCHED);
+        let last: u8 = fx.mem.read_obj(GuestAddress(DATA + 511)).unwrap();
+        assert_eq!(last, VIRTIO_BLK_S_IOERR);
+        // Nothing writable at all: no status can be given.
+        let used = fx.run(
+            &[
+                desc(HDR, 16, 0, 0),
+                desc(DATA, 512, 0, 0),
+                desc(STATUS, 1, 0, 0),
+            ],
+            false,
+            false,
+        );
+        assert_eq!(used, 0);
+    }
+
+    #[test]
+    fn header_only_and_short_header() {
+        let fx = fixture();
+        fx.header(VIRTIO_BLK_T_IN, 0);
+        assert_eq!(fx.run(&[desc(HDR, 16, 0, 0)], false, false), 0);
+        assert_eq!(
+            fx.run(
+                &[desc(HDR, 8, 0, 0), desc(STATUS, 1, WRITE, 0)],
+                false,
+                false
+            ),
+            0
+        );
+        assert_eq!(fx.run(&[desc(HDR, 0, 0, 0)], false, false), 0);
+        assert_eq!(fx.status(), UNTOUCHED);
+    }
+
+    #[test]
+    fn sectors_past_the_end_of_the_disk() {
+        let fx = fixture();
+        for sector in [SECTORS, SECTORS + 1, u64::MAX, u64::MAX / 512] {
+            assert_eq!(fx.read_request(sector), 1, "sector {sector}");
+            assert_eq!(fx.status(), VIRTIO_BLK_S_IOERR);
+        }
+    }
+
+    #[test]
+    fn unaligned_data_and_read_only_writes_fail_with_ioerr() {
+        let fx = fixture();
+        fx.header(VIRTIO_BLK_T_IN, 0);
+        let used = fx.run(
+            &[
+                desc(HDR, 16, 0, 0),
+                desc(DATA, 100, WRITE, 0),
+                desc(STATUS, 1, WRITE, 0),
+            ],
+            false,
+            false,
+        );
+        assert_eq!(used, 1);
+        assert_eq!(fx.status(), VIRTIO_BLK_S_IOERR);
+
+        fx.header(VIRTIO_BLK_T_OUT, 0);
+        let used = fx.run(
+            &[
+                desc(HDR, 16, 0, 0),
+                desc(DATA, 512, 0, 0),
+                desc(STATUS, 1, WRITE, 0),
+            ],
+            true,
+            false,
+        );
+        assert_eq!(used, 1);
+        assert_eq!(fx.status(), VIRTIO_BLK_S_IOERR);
+        let mut first = [0u8; 512];
+        use std::os::unix::fs::FileExt;
+        fx.file.read_exact_at(&mut first, 0).unwrap();
+        assert_eq!(first, [1u8; 512], "read-only disk was written");
+    }
+}

@@ -39,7 +39,11 @@ pub enum RequestError {
     #[error("data length {0} is not a multiple of the sector size")]
     Unaligned(usize),
     #[error("sectors {sector}+{len} lie past the end of the disk ({capacity} sectors)")]
-    OutOfRange { sector: u64, len: u64, capacity: u64 },
+    OutOfRange {
+        sector: u64,
+        len: u64,
+        capacity: u64,
+    },
     #[error("write to a read-only disk")]
     ReadOnly,
     #[error("descriptor chain error: {0}")]
@@ -155,7 +159,9 @@ fn run(
             let mut left = len;
             while left > 0 {
                 let n = left.min(buf.len());
-                disk.file.read_exact_at(&mut buf[..n], off).map_err(io_err)?;
+                disk.file
+                    .read_exact_at(&mut buf[..n], off)
+                    .map_err(io_err)?;
                 writer.write_all(&buf[..n]).map_err(io_err)?;
                 off += n as u64;
                 left -= n;

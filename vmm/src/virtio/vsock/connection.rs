@@ -205,10 +205,7 @@ mod tests {
     fn guest_cannot_exceed_the_credit_we_gave() {
         let (mut c, _peer) = conn();
         c.push_tx(&vec![0; TX_BUF_SIZE as usize]).unwrap();
-        assert_eq!(
-            c.push_tx(&[1]),
-            Err(CreditViolation { got: 1, room: 0 })
-        );
+        assert_eq!(c.push_tx(&[1]), Err(CreditViolation { got: 1, room: 0 }));
     }
 
     #[test]

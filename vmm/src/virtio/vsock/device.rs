@@ -141,19 +141,16 @@ struct VsockWorker {
 impl VsockWorker {
     /// Runs until stopped; hands the listener back for a later activation.
     fn run(mut self) -> Option<UnixListener> {
-        let epoll_ok = [&self.stop]
-            .into_iter()
-            .chain(self.kicks.iter())
-            .all(|fd| {
-                self.muxer
-                    .epoll()
-                    .ctl(
-                        ControlOperation::Add,
-                        fd.as_raw_fd(),
-                        EpollEvent::new(EventSet::IN, fd.as_raw_fd() as u64),
-                    )
-                    .is_ok()
-            });
+        let epoll_ok = [&self.stop].into_iter().chain(self.kicks.iter()).all(|fd| {
+            self.muxer
+                .epoll()
+                .ctl(
+                    ControlOperation::Add,
+                    fd.as_raw_fd(),
+                    EpollEvent::new(EventSet::IN, fd.as_raw_fd() as u64),
+                )
+                .is_ok()
+        });
         if !epoll_ok {
             tracing::error!("virtio-vsock: cannot set up epoll");
             return Some(self.muxer.into_listener());

@@ -18,8 +18,7 @@ use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use super::connection::{Connection, State};
 use super::packet::{
     rx_payload_room, write_rx_packet, Header, PacketError, OP_CREDIT_REQUEST, OP_CREDIT_UPDATE,
-    OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN, SHUTDOWN_RCV, SHUTDOWN_SEND,
-    TYPE_STREAM,
+    OP_REQUEST, OP_RESPONSE, OP_RST, OP_RW, OP_SHUTDOWN, SHUTDOWN_RCV, SHUTDOWN_SEND, TYPE_STREAM,
 };
 use super::HOST_CID;
 
@@ -73,7 +72,10 @@ fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
     // SAFETY: sockaddr_un is plain old data; all-zero is a valid value.
     let mut addr: libc::sockaddr_un = unsafe { std::mem::zeroed() };
     if bytes.len() >= addr.sun_path.len() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "socket path too long"));
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "socket path too long",
+        ));
     }
     addr.sun_family = libc::AF_UNIX as libc::sa_family_t;
     for (d, s) in addr.sun_path.iter_mut().zip(bytes) {
@@ -189,7 +191,11 @@ impl Muxer {
                     let fd = stream.as_raw_fd();
                     if self
                         .epoll
-                        .ctl(ControlOperation::Add, fd, EpollEvent::new(stream_events(), fd as u64))
+                        .ctl(
+                            ControlOperation::Add,
+                            fd,
+                            EpollEvent::new(stream_events(), fd as u64),
+                        )
                         .is_err()
                     {
                         continue;
@@ -315,7 +321,11 @@ impl Muxer {
     /// outcome is an RST for the connection it names.
     pub fn process_tx(&mut self, hdr: Header, data: Vec<u8>) {
         if hdr.src_cid != self.guest_cid || hdr.dst_cid != HOST_CID {
-            tracing::debug!(src = hdr.src_cid, dst = hdr.dst_cid, "vsock: packet with wrong CIDs dropped");
+            tracing::debug!(
+                src = hdr.src_cid,
+                dst = hdr.dst_cid,
+                "vsock: packet with wrong CIDs dropped"
+            );
             return;
         }
         let key = (hdr.dst_port, hdr.src_port);
@@ -383,7 +393,11 @@ impl Muxer {
         let fd = stream.as_raw_fd();
         if self
             .epoll
-            .ctl(ControlOperation::Add, fd, EpollEvent::new(stream_events(), fd as u64))
+            .ctl(
+                ControlOperation::Add,
+                fd,
+                EpollEvent::new(stream_events(), fd as u64),
+            )
             .is_err()
         {
             self.push_control(key, OP_RST, 0);

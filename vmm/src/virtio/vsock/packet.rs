@@ -169,3 +169,160 @@ mod tests {
         assert_eq!(Header::from_bytes(&h.to_bytes()), h);
     }
 }
+
+#[cfg(test)]
+mod chain_tests {
+    //! Malformed tx chains from a hostile guest: rejected, never a panic,
+    //! never an allocation sized by the guest's claims.
+
+    use virtio_queue::desc::split::Descriptor as SplitDescriptor;
+    use virtio_queue::desc::RawDescriptor;
+    use virtio_queue::mock::MockSplitQueue;
+    use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
+
+    use super::*;
+
+    const MEM_SIZE: u64 = 0x10_0000;
+    const HDR: u64 = 0x1_0000;
+    const DATA: u64 = 0x2_0000;
+    const NEXT: u16 = 1;
+    const WRITE: u16 = 2;
+
+    fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
+        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
+    }
+
+    fn mem_with_header(op: u16, len: u32) -> GuestMemoryMmap {
+        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
+        let h = Header {
+            src_cid: 3,
+            dst_cid: 2,
+            src_port: 5000,
+            dst_port: 1234,
+            len,
+            type_: TYPE_STREAM,
+            op,
+            ..Default::default()
+        };
+        mem.write_slice(&h.to_bytes(), GuestAddress(HDR)).unwrap();
+        mem.write_slice(&[0x5a; 256], GuestAddress(DATA)).unwrap();
+        mem
+    }
+
+    /// Parse `descs` as one tx chain (`linked`: keep the `next` fields as
+    /// given). `None` when the chain does not even make a reader.
+    fn parse(
+        mem: &GuestMemoryMmap,
+        descs: &[RawDescriptor],
+        linked: bool,
+    ) -> Option<Result<(Header, Vec<u8>), PacketError>> {
+        let q = MockSplitQueue::new(mem, 16);
+        let chain = if linked {
+            q.build_multiple_desc_chains(descs)
+        } else {
+            q.build_desc_chain(descs)
+        }
+        .unwrap();
+        let mut reader = chain.reader(mem).ok()?;
+        Some(read_tx_packet(&mut reader))
+    }
+
+    #[test]
+    fn a_valid_rw_packet_parses() {
+        let mem = mem_with_header(OP_RW, 100);
+        let (h, data) = parse(&mem, &[desc(HDR, 44, 0, 0), desc(DATA, 100, 0, 0)], false)
+            .unwrap()
+            .unwrap();
+        assert_eq!((h.op, h.len, h.dst_port), (OP_RW, 100, 1234));
+        assert_eq!(data, vec![0x5a; 100]);
+    }
+
+    #[test]
+    fn addresses_outside_guest_memory() {
+        let mem = mem_with_header(OP_RW, 100);
+        for (addr, len) in [(0x7000_0000_0000, 44), (MEM_SIZE - 20, 44), (HDR, u32::MAX)] {
+            let r = parse(&mem, &[desc(addr, len, 0, 0), desc(DATA, 100, 0, 0)], false);
+            assert!(r.is_none(), "header at {addr:#x}+{len:#x} accepted: {r:?}");
+        }
+        let r = parse(
+            &mem,
+            &[desc(HDR, 44, 0, 0), desc(MEM_SIZE - 50, 100, 0, 0)],
+            false,
+        );
+        assert!(
+            r.is_none(),
+            "payload past the end of memory accepted: {r:?}"
+        );
+    }
+
+    #[test]
+    fn oversized_and_truncated_lengths() {
+        let mem = mem_with_header(OP_RW, 1 << 30);
+        let r = parse(&mem, &[desc(HDR, 44, 0, 0), desc(DATA, 64, 0, 0)], false).unwrap();
+        assert_eq!(r, Err(PacketError::Oversized(1 << 30)));
+        let mem = mem_with_header(OP_RW, u32::MAX);
+        let r = parse(&mem, &[desc(HDR, 44, 0, 0)], false).unwrap();
+        assert_eq!(r, Err(PacketError::Oversized(u32::MAX)));
+        let mem = mem_with_header(OP_RW, 1000);
+        let r = parse(&mem, &[desc(HDR, 44, 0, 0), desc(DATA, 10, 0, 0)], false).unwrap();
+        assert_eq!(
+            r,
+            Err(PacketError::Truncated {
+                claimed: 1000,
+                available: 10
+            })
+        );
+    }
+
+    #[test]
+    fn short_zero_length_and_write_only_headers() {
+        let mem = mem_with_header(OP_REQUEST, 0);
+        for d in [
+            desc(HDR, 10, 0, 0),
+            desc(HDR, 0, 0, 0),
+            desc(HDR, 44, WRITE, 0),
+        ] {
+            let r = parse(&mem, &[d], false).unwrap();
+            assert_eq!(r, Err(PacketError::ShortHeader));
+        }
+    }
+
+    #[test]
+    fn looping_descriptors_are_bounded() {
+        let mem = mem_with_header(OP_RW, 500);
+        // The header descriptor names itself: the walk stops at the queue size.
+        let r = parse(&mem, &[desc(HDR, 44, NEXT, 0)], true).unwrap();
+        if let Ok((_, data)) = r {
+            assert!(data.len() <= 16 * HDR_LEN);
+        }
+        // Two descriptors pointing at each other.
+        let r = parse(
+            &mem,
+            &[desc(HDR, 44, NEXT, 1), desc(DATA, 100, NEXT, 0)],
+            true,
+        )
+        .unwrap();
+        if let Ok((_, data)) = r {
+            assert_eq!(data.len(), 500);
+        }
+    }
+
+    #[test]
+    fn unusable_rx_buffers_are_refused() {
+        let mem = mem_with_header(OP_RW, 0);
+        let q = MockSplitQueue::new(&mem, 16);
+        // Too small for a header.
+        let chain = q.build_desc_chain(&[desc(DATA, 20, WRITE, 0)]).unwrap();
+        let w = chain.writer(&mem).unwrap();
+        assert_eq!(rx_payload_room(&w), Err(PacketError::SmallRxBuffer(20)));
+        // Device-readable only: nothing to write into.
+        let chain = q.build_desc_chain(&[desc(DATA, 4096, 0, 0)]).unwrap();
+        let w = chain.writer(&mem).unwrap();
+        assert_eq!(rx_payload_room(&w), Err(PacketError::SmallRxBuffer(0)));
+        // Outside guest memory.
+        let chain = q
+            .build_desc_chain(&[desc(MEM_SIZE - 8, 4096, WRITE, 0)])
+            .unwrap();
+        assert!(chain.writer(&mem).is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! Shared helpers for the integration tests.
+
+pub mod guest;
+pub mod testhost;
+
+use std::path::{Path, PathBuf};
+
+/// A workspace binary (`isola-vmm`, ...) built with the same profile as this
+/// test: `<target>/<triple>/<profile>/<name>`, the parent of the test
+/// executable's `deps/` directory. Cargo does not build other packages'
+/// binaries for `cargo test -p`, so this panics with what to run instead.
+pub fn bin(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("test executable lives in <target>/<profile>/deps");
+    let p = dir.join(name);
+    assert!(
+        p.is_file(),
+        "{} is missing: run `cargo build --workspace` first (with --release for release tests)",
+        p.display()
+    );
+    p
+}

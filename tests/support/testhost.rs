@@ -1,0 +1,39 @@
+//! Where vm-level tests run: directly when this host's KVM can run a Linux
+//! guest, otherwise inside the nested test host. Never skipped.
+
+use std::process::Command;
+
+use isola_vmm::host_check::{kvm_capability, KvmCapability};
+
+/// Set by `isola-testhost` inside the test host.
+pub const IN_TESTHOST_ENV: &str = "ISOLA_IN_TESTHOST";
+
+/// If this host cannot run the tests' Linux guests, run this whole test
+/// binary once inside the test host with the same arguments, and exit with
+/// its status. Returns only when the tests should run here.
+pub fn run_here_or_in_testhost() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    // Listing tests boots nothing.
+    if args.iter().any(|a| a == "--list") {
+        return;
+    }
+    let why = match kvm_capability() {
+        KvmCapability::Hardware => return,
+        KvmCapability::NoHardware(why) => why,
+    };
+    if std::env::var_os(IN_TESTHOST_ENV).is_some() {
+        panic!("inside the test host, but its KVM cannot run Linux guests either: {why}");
+    }
+    eprintln!(
+        "note: this host's /dev/kvm cannot run a Linux guest ({why}); \
+         running these vm-level tests inside the nested test host"
+    );
+    let exe = std::env::current_exe().expect("current_exe");
+    let status = Command::new(crate::bin("isola-testhost"))
+        .arg("--")
+        .arg(exe)
+        .args(&args)
+        .status()
+        .expect("run isola-testhost");
+    std::process::exit(status.code().unwrap_or(1));
+}
