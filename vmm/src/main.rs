@@ -103,9 +103,8 @@ fn init_logging(level: &str) -> Result<()> {
     Ok(())
 }
 
-/// Block SIGTERM/SIGINT in every thread and turn them into a VM exit on a
-/// thread of their own, so that teardown runs in one place.
-fn handle_signals(exit: ExitNotifier) -> Result<()> {
+/// The signals that stop the VM.
+fn stop_signals() -> libc::sigset_t {
     // SAFETY: sigset_t is plain data, filled in by sigemptyset/sigaddset.
     let mut set: libc::sigset_t = unsafe { std::mem::zeroed() };
     // SAFETY: `set` is a valid sigset_t; these calls only write to it.
@@ -115,12 +114,26 @@ fn handle_signals(exit: ExitNotifier) -> Result<()> {
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGHUP);
     }
-    // SAFETY: blocks the signals in this (the main) thread; threads spawned
-    // afterwards inherit the mask.
+    set
+}
+
+/// Block the stop signals before any thread exists (threads inherit the
+/// mask), so one arriving while the VM is being built stays pending instead
+/// of killing us with the vsock socket left behind.
+fn block_stop_signals() -> Result<()> {
+    let set = stop_signals();
+    // SAFETY: `set` is a valid sigset_t; only this thread's mask changes.
     let rc = unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
     if rc != 0 {
         bail!("pthread_sigmask failed: {rc}");
     }
+    Ok(())
+}
+
+/// Turn the (blocked) stop signals into a VM exit on a thread of their
+/// own, so that teardown runs in one place.
+fn handle_signals(exit: ExitNotifier) -> Result<()> {
+    let set = stop_signals();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || loop {
@@ -218,6 +231,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 }
 
 fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
+    block_stop_signals()?;
     init_logging(&args.log_level)?;
     if let KvmCapability::NoHardware(why) = kvm_capability() {
         if !args.force {

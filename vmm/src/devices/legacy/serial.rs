@@ -15,10 +15,14 @@ use crate::devices::bus::BusDevice;
 use crate::devices::IrqLine;
 
 const PANIC_BANNER: &[u8] = b"Kernel panic - not syncing";
+const LINE_MAX: usize = 1024;
 
 /// Console sink that also watches for the panic banner.
 pub struct ConsoleWriter {
     sink: Option<Box<dyn Write + Send>>,
+    /// The UART hands us one byte at a time; writing each to the sink
+    /// would cost a syscall per byte, so whole lines go out.
+    line: Vec<u8>,
     matched: usize,
     panicked: Arc<AtomicBool>,
 }
@@ -27,6 +31,7 @@ impl ConsoleWriter {
     pub fn new(sink: Option<Box<dyn Write + Send>>, panicked: Arc<AtomicBool>) -> Self {
         Self {
             sink,
+            line: Vec::with_capacity(LINE_MAX),
             matched: 0,
             panicked,
         }
@@ -50,21 +55,32 @@ impl ConsoleWriter {
 impl Write for ConsoleWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.scan(buf);
-        if let Some(s) = self.sink.as_mut() {
-            // A console that cannot be written (closed pipe, full disk)
-            // must not stop the guest: drop the output instead.
-            if s.write_all(buf).is_err() {
-                self.sink = None;
-            }
+        if self.sink.is_none() {
+            return Ok(buf.len());
+        }
+        self.line.extend_from_slice(buf);
+        if self.line.len() >= LINE_MAX || buf.contains(&b'\n') {
+            self.emit();
         }
         Ok(buf.len())
     }
 
+    /// The UART flushes after every byte; we flush per line instead.
     fn flush(&mut self) -> io::Result<()> {
-        if let Some(s) = self.sink.as_mut() {
-            let _ = s.flush();
-        }
         Ok(())
+    }
+}
+
+impl ConsoleWriter {
+    fn emit(&mut self) {
+        if let Some(s) = self.sink.as_mut() {
+            // A console that cannot be written (closed pipe, full disk)
+            // must not stop the guest: drop the output instead.
+            if s.write_all(&self.line).and_then(|_| s.flush()).is_err() {
+                self.sink = None;
+            }
+        }
+        self.line.clear();
     }
 }
 
