@@ -1,14 +1,14 @@
 //! `isola-vmm`: boot a guest kernel under KVM. With `--ping`, wait for the
 //! guest agent over vsock, report how long that took, and shut down.
 
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::net::UnixStream;
-use std::path::PathBuf;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use isola_protocol::{AgentClient, Request, AGENT_VSOCK_PORT};
+use isola_protocol::{AgentClient, Request, AGENT_READY_PORT, AGENT_VSOCK_PORT};
 use isola_vmm::devices::ExitNotifier;
 use isola_vmm::host_check::{kvm_capability, KvmCapability};
 use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig, VmExitReason};
@@ -165,24 +165,58 @@ fn connect_agent(uds: &PathBuf, port: u32) -> std::io::Result<UnixStream> {
     Ok(s)
 }
 
-fn ping(uds: PathBuf, t0: Instant, timeout: Duration, exit: ExitNotifier) {
+/// Bind the listener the agent announces itself to (`<uds>_1025`).
+fn ready_path(uds: &Path) -> PathBuf {
+    let mut p = uds.as_os_str().to_owned();
+    p.push(format!("_{AGENT_READY_PORT}"));
+    PathBuf::from(p)
+}
+
+fn ready_listener(uds: &Path) -> Result<UnixListener> {
+    let p = ready_path(uds);
+    let _ = std::fs::remove_file(&p);
+    let l = UnixListener::bind(&p).with_context(|| format!("binding {}", p.display()))?;
+    l.set_nonblocking(true)?;
+    Ok(l)
+}
+
+/// Wait for the agent: its READY announcement normally; a slow poll of
+/// the agent port as a fallback (an agent that does not announce itself).
+fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit: ExitNotifier) {
     let deadline = t0 + timeout;
+    let mut last_poll = Instant::now();
     loop {
-        match connect_agent(&uds, AGENT_VSOCK_PORT) {
-            Ok(stream) => {
-                let mut client = AgentClient::new(stream);
-                match client.handshake().and_then(|_| client.ping()) {
-                    Ok(()) => {
-                        println!("agent ready in {} ms", t0.elapsed().as_millis());
-                        if let Err(e) = client.expect_ok(Request::Shutdown) {
-                            exit.notify(VmExitReason::Error(format!("shutdown request: {e}")));
-                        }
-                        return;
-                    }
-                    Err(e) => tracing::debug!("agent not ready: {e}"),
-                }
+        let announced = match ready.accept() {
+            Ok((mut s, _)) => {
+                let mut line = [0u8; 16];
+                let n = s.read(&mut line).unwrap_or(0);
+                tracing::debug!(
+                    "agent announced itself at +{} ms: {:?}",
+                    t0.elapsed().as_millis(),
+                    String::from_utf8_lossy(&line[..n])
+                );
+                true
             }
-            Err(e) => tracing::trace!("agent not reachable yet: {e}"),
+            Err(_) => false,
+        };
+        if announced || last_poll.elapsed() >= Duration::from_millis(250) {
+            last_poll = Instant::now();
+            match connect_agent(&uds, AGENT_VSOCK_PORT) {
+                Ok(stream) => {
+                    let mut client = AgentClient::new(stream);
+                    match client.handshake().and_then(|_| client.ping()) {
+                        Ok(()) => {
+                            println!("agent ready in {} ms", t0.elapsed().as_millis());
+                            if let Err(e) = client.expect_ok(Request::Shutdown) {
+                                exit.notify(VmExitReason::Error(format!("shutdown request: {e}")));
+                            }
+                            return;
+                        }
+                        Err(e) => tracing::debug!("agent not ready: {e}"),
+                    }
+                }
+                Err(e) => tracing::trace!("agent not reachable yet: {e}"),
+            }
         }
         if Instant::now() > deadline {
             exit.notify(VmExitReason::Error(format!(
@@ -191,7 +225,7 @@ fn ping(uds: PathBuf, t0: Instant, timeout: Duration, exit: ExitNotifier) {
             )));
             return;
         }
-        std::thread::sleep(Duration::from_millis(2));
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 
@@ -293,28 +327,31 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
     };
     let mut vm = Vm::new(&cfg).context("cannot build the VM")?;
     handle_signals(vm.exit_notifier())?;
+    let mut ready_socket = None;
+    if args.ping {
+        if let Some(uds) = vsock_uds {
+            let ready = ready_listener(&uds)?;
+            ready_socket = Some(ready_path(&uds));
+            let exit = vm.exit_notifier();
+            let timeout = Duration::from_secs(args.ping_timeout);
+            std::thread::Builder::new()
+                .name("ping".into())
+                .spawn(move || ping(uds, ready, t0, timeout, exit))
+                .context("spawning the ping thread")?;
+        }
+    }
     vm.start()?;
     tracing::debug!(
         "boot stage +{:.3} ms: vCPUs running",
         t0.elapsed().as_secs_f64() * 1000.0
     );
-    if args.ping {
-        if let Some(uds) = vsock_uds {
-            let exit = vm.exit_notifier();
-            let timeout = Duration::from_secs(args.ping_timeout);
-            std::thread::Builder::new()
-                .name("ping".into())
-                .spawn(move || ping(uds, t0, timeout, exit))
-                .context("spawning the ping thread")?;
-        }
-    }
     let reason = vm.wait();
     tracing::debug!(
         "boot stage +{:.3} ms: VM stopped: {reason}",
         t0.elapsed().as_secs_f64() * 1000.0
     );
     vm.teardown();
-    if let Some(p) = own_socket {
+    for p in own_socket.into_iter().chain(ready_socket) {
         let _ = std::fs::remove_file(p);
     }
     let _ = std::io::stdout().flush();

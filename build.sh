@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Builds everything on a fresh Debian 12 host (packages, guest kernel,
+# initramfs, binaries, test-host assets), then runs the main job: a microVM
+# booted by isola-vmm whose guest agent answers over vsock.
+#
+#   ./build.sh            build, then run the demo
+#   ./build.sh --no-demo  build only (used by ./test.sh)
+set -euo pipefail
+cd "$(dirname "$0")"
+
+demo=true
+[ "${1:-}" = "--no-demo" ] && demo=false
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "packages"
+scripts/install-deps.sh
+
+step "binaries (release, static)"
+cargo build --release --workspace
+bin=target/x86_64-unknown-linux-gnu/release
+for b in isola-vmm isola-agent isola-testhost; do
+    file "$bin/$b" | grep -q 'static-pie linked' || {
+        echo "build.sh: $bin/$b is not a static-pie binary" >&2; exit 1; }
+done
+
+step "guest kernel (cached by config fragment and source version)"
+kernel-config/build.sh
+
+step "initramfs (the agent as /init)"
+rootfs/build.sh
+
+step "test host assets (Debian's kernel and KVM modules for the outer guest)"
+tests/testhost/prepare.sh
+
+$demo || exit 0
+
+step "main job: boot a microVM and reach its agent over vsock"
+export PATH="$PWD/$bin:$PATH"
+if "$bin/isola-vmm" --help >/dev/null && isola_hw=$(grep -Ewo 'vmx|svm' /proc/cpuinfo | head -1) && [ ! -e /sys/module/kvm_pvm ]; then
+    echo "(host KVM uses ${isola_hw}: running the VM directly)"
+    isola-vmm --ping --cpus 2
+else
+    echo "(this host's /dev/kvm has no VT-x/AMD-V behind it, so the VM runs one level down, in the QEMU-emulated test host)"
+    isola-testhost -- isola-vmm --ping --cpus 2
+fi
