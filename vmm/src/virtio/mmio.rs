@@ -209,7 +209,13 @@ impl MmioTransport {
             active,
             self.driver_features,
         ) {
-            Ok(()) => self.activated = true,
+            Ok(()) => {
+                tracing::debug!(
+                    device = self.device.device_type(),
+                    "virtio device activated"
+                );
+                self.activated = true;
+            }
             Err(e) => {
                 tracing::error!(device = self.device.device_type(), "activation failed: {e}");
                 self.status |= STATUS_NEEDS_RESET;

@@ -5,7 +5,10 @@
 pub mod block;
 pub mod device;
 pub mod mmio;
+#[cfg(test)]
+pub(crate) mod test_chains;
 pub mod vsock;
+pub mod worker;
 
 pub use device::{ActivateError, ActiveQueue, Interrupt, VirtioDevice};
 

@@ -3,7 +3,6 @@
 use std::fs::{File, OpenOptions};
 use std::path::Path;
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -13,6 +12,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::request::{execute, parse_header, Disk};
 use super::{ID_LEN, SECTOR_SIZE};
 use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
+use crate::virtio::worker::Worker;
 use crate::virtio::{VirtioDevice, DEVICE_ID_BLOCK, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 
 const VIRTIO_BLK_F_RO: u64 = 1 << 5;
@@ -36,7 +36,7 @@ pub struct Block {
     capacity_sectors: u64,
     id: [u8; ID_LEN],
     config: [u8; 8],
-    worker: Option<(EventFd, JoinHandle<()>)>,
+    worker: Option<Worker<()>>,
 }
 
 impl Block {
@@ -115,31 +115,32 @@ impl VirtioDevice for Block {
             });
         }
         let ActiveQueue { queue, kick } = queues.remove(0);
-        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(ActivateError::Worker)?;
-        let stop_worker = stop.try_clone().map_err(ActivateError::Worker)?;
-        let worker = BlockWorker {
-            mem,
-            queue,
-            kick,
-            stop: stop_worker,
-            interrupt,
-            file: self.file.clone(),
-            capacity_sectors: self.capacity_sectors,
-            read_only: self.read_only,
-            id: self.id,
-        };
-        let handle = std::thread::Builder::new()
-            .name("virtio-blk".into())
-            .spawn(move || worker.run())
-            .map_err(ActivateError::Worker)?;
-        self.worker = Some((stop, handle));
+        let (file, capacity_sectors, read_only, id) = (
+            self.file.clone(),
+            self.capacity_sectors,
+            self.read_only,
+            self.id,
+        );
+        self.worker = Some(Worker::spawn("virtio-blk", move |stop| {
+            BlockWorker {
+                mem,
+                queue,
+                kick,
+                stop,
+                interrupt,
+                file,
+                capacity_sectors,
+                read_only,
+                id,
+            }
+            .run()
+        })?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some((stop, handle)) = self.worker.take() {
-            let _ = stop.write(1);
-            let _ = handle.join();
+        if let Some(w) = self.worker.take() {
+            w.stop();
         }
     }
 }
@@ -278,7 +279,6 @@ mod tests {
     use std::io::Write;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use virtio_queue::desc::split::Descriptor as SplitDescriptor;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress};
@@ -287,19 +287,11 @@ mod tests {
     use crate::virtio::block::request::{
         VIRTIO_BLK_S_IOERR, VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT,
     };
+    use crate::virtio::test_chains::{desc, guest_memory, DATA, HDR, MEM_SIZE, NEXT, WRITE};
 
-    const MEM_SIZE: u64 = 0x10_0000;
-    const HDR: u64 = 0x1_0000;
-    const DATA: u64 = 0x2_0000;
     const STATUS: u64 = 0x3_0000;
-    const NEXT: u16 = 1;
-    const WRITE: u16 = 2;
     const SECTORS: u64 = 8;
     const UNTOUCHED: u8 = 0xee;
-
-    fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
-    }
 
     struct Fixture {
         mem: GuestMemoryMmap,
@@ -328,7 +320,7 @@ mod tests {
             file.write_all(&[s as u8 + 1; SECTOR_SIZE as usize])
                 .unwrap();
         }
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
+        let mem = guest_memory();
         mem.write_slice(&[UNTOUCHED; 0x3_0000], GuestAddress(HDR))
             .unwrap();
         Fixture {

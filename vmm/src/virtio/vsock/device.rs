@@ -4,7 +4,6 @@ use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
 use vm_memory::GuestMemoryMmap;
@@ -14,6 +13,7 @@ use vmm_sys_util::eventfd::EventFd;
 use super::muxer::Muxer;
 use super::packet::read_tx_packet;
 use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
+use crate::virtio::worker::Worker;
 use crate::virtio::{VirtioDevice, DEVICE_ID_VSOCK, VIRTIO_F_VERSION_1};
 
 const QUEUE_SIZE: u16 = 256;
@@ -37,7 +37,7 @@ pub struct Vsock {
     uds_path: PathBuf,
     listener: Option<UnixListener>,
     config: [u8; 8],
-    worker: Option<(EventFd, JoinHandle<Option<UnixListener>>)>,
+    worker: Option<Worker<Option<UnixListener>>>,
 }
 
 impl Vsock {
@@ -96,35 +96,29 @@ impl VirtioDevice for Vsock {
         })?;
         let muxer = Muxer::new(self.guest_cid, self.uds_path.clone(), listener)
             .map_err(ActivateError::Worker)?;
-        let stop = EventFd::new(libc::EFD_NONBLOCK).map_err(ActivateError::Worker)?;
         let mut qs = Vec::new();
         let mut kicks = Vec::new();
         for q in queues {
             qs.push(q.queue);
             kicks.push(q.kick);
         }
-        let worker = VsockWorker {
-            mem,
-            queues: qs,
-            kicks,
-            stop: stop.try_clone().map_err(ActivateError::Worker)?,
-            interrupt,
-            muxer,
-        };
-        let handle = std::thread::Builder::new()
-            .name("virtio-vsock".into())
-            .spawn(move || worker.run())
-            .map_err(ActivateError::Worker)?;
-        self.worker = Some((stop, handle));
+        self.worker = Some(Worker::spawn("virtio-vsock", move |stop| {
+            VsockWorker {
+                mem,
+                queues: qs,
+                kicks,
+                stop,
+                interrupt,
+                muxer,
+            }
+            .run()
+        })?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some((stop, handle)) = self.worker.take() {
-            let _ = stop.write(1);
-            if let Ok(listener) = handle.join() {
-                self.listener = listener;
-            }
+        if let Some(w) = self.worker.take() {
+            self.listener = w.stop().flatten();
         }
     }
 }

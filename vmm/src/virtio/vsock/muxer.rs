@@ -133,6 +133,15 @@ impl Muxer {
         })
     }
 
+    /// Watch a host stream, edge-triggered, keyed by its fd.
+    fn watch(&self, fd: RawFd) -> io::Result<()> {
+        self.epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(stream_events(), fd as u64),
+        )
+    }
+
     /// The muxer's epoll; the device worker adds its queue eventfds to it.
     pub fn epoll(&self) -> &Epoll {
         &self.epoll
@@ -189,15 +198,7 @@ impl Muxer {
                         continue;
                     }
                     let fd = stream.as_raw_fd();
-                    if self
-                        .epoll
-                        .ctl(
-                            ControlOperation::Add,
-                            fd,
-                            EpollEvent::new(stream_events(), fd as u64),
-                        )
-                        .is_err()
-                    {
+                    if self.watch(fd).is_err() {
                         continue;
                     }
                     self.handshakes.insert(
@@ -391,15 +392,7 @@ impl Muxer {
             }
         };
         let fd = stream.as_raw_fd();
-        if self
-            .epoll
-            .ctl(
-                ControlOperation::Add,
-                fd,
-                EpollEvent::new(stream_events(), fd as u64),
-            )
-            .is_err()
-        {
+        if self.watch(fd).is_err() {
             self.push_control(key, OP_RST, 0);
             return;
         }

@@ -175,25 +175,15 @@ mod chain_tests {
     //! Malformed tx chains from a hostile guest: rejected, never a panic,
     //! never an allocation sized by the guest's claims.
 
-    use virtio_queue::desc::split::Descriptor as SplitDescriptor;
     use virtio_queue::desc::RawDescriptor;
     use virtio_queue::mock::MockSplitQueue;
     use vm_memory::{Bytes, GuestAddress, GuestMemoryMmap};
 
     use super::*;
-
-    const MEM_SIZE: u64 = 0x10_0000;
-    const HDR: u64 = 0x1_0000;
-    const DATA: u64 = 0x2_0000;
-    const NEXT: u16 = 1;
-    const WRITE: u16 = 2;
-
-    fn desc(addr: u64, len: u32, flags: u16, next: u16) -> RawDescriptor {
-        RawDescriptor::from(SplitDescriptor::new(addr, len, flags, next))
-    }
+    use crate::virtio::test_chains::{desc, guest_memory, DATA, HDR, MEM_SIZE, NEXT, WRITE};
 
     fn mem_with_header(op: u16, len: u32) -> GuestMemoryMmap {
-        let mem = GuestMemoryMmap::from_ranges(&[(GuestAddress(0), MEM_SIZE as usize)]).unwrap();
+        let mem = guest_memory();
         let h = Header {
             src_cid: 3,
             dst_cid: 2,
