@@ -25,4 +25,4 @@ pub mod signals;
 pub mod spec;
 pub mod watchdog;
 
-pub use session::{run, Options, EXIT_FAILURE, EXIT_STALL};
+pub use session::{run, Finished, Options, EXIT_FAILURE, EXIT_STALL};

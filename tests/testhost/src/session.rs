@@ -77,9 +77,19 @@ enum Event {
     ControlClosed,
 }
 
-/// Runs the command in the test host; returns the exit status for the caller. Errors are
-/// problems found before QEMU started (missing kernel, bad options...).
-pub fn run(opts: &Options) -> Result<i32> {
+/// What a run came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Finished {
+    /// The exit status for the caller.
+    pub status: i32,
+    /// The test host itself failed (its kernel died, QEMU exited, it
+    /// stalled) before the command finished: nothing the command did.
+    pub host_failed: bool,
+}
+
+/// Runs the command in the test host. Errors are problems found before QEMU
+/// started (missing kernel, bad options...).
+pub fn run(opts: &Options) -> Result<Finished> {
     let t0 = Instant::now();
     let version = qemu::check_version(&opts.qemu)?;
     tracing::debug!(?version, qemu = %opts.qemu.display(), "QEMU");
@@ -209,12 +219,19 @@ pub fn run(opts: &Options) -> Result<i32> {
     readers.push(read_control(File::from(ctl_r), tx));
 
     let outcome = supervise(&mut child, &rx, opts.stall_timeout, t0);
+    let host_failed = matches!(
+        outcome,
+        Outcome::GuestError(_) | Outcome::QemuExited(_) | Outcome::Stalled(_)
+    );
     let status = finish(&mut child, outcome, &tail, opts, interactive);
     for reader in readers {
         let _ = reader.join();
     }
     tracing::info!("round trip {:.2}s", t0.elapsed().as_secs_f64());
-    Ok(status)
+    Ok(Finished {
+        status,
+        host_failed,
+    })
 }
 
 /// Watches QEMU, the control channel, the watchdog and the signals until something ends

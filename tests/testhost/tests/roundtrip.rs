@@ -15,7 +15,10 @@ fn testhost() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_isola-testhost"));
     cmd.current_dir(env!("CARGO_MANIFEST_DIR"))
         .arg("--log-level")
-        .arg("error");
+        .arg("error")
+        // These tests break the test host on purpose and expect to see it.
+        .arg("--retries")
+        .arg("0");
     cmd
 }
 
