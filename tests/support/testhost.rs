@@ -29,6 +29,13 @@ pub fn run_here_or_in_testhost() {
          running these vm-level tests inside the nested test host"
     );
     let exe = std::env::current_exe().expect("current_exe");
+    let mut args = args;
+    // One guest at a time unless asked otherwise: emulated SVM under TCG has
+    // produced spurious guest resets under heavy parallel load, and a
+    // test host has only two vCPUs to share anyway.
+    if !args.iter().any(|a| a.starts_with("--test-threads")) {
+        args.push("--test-threads=1".into());
+    }
     let status = Command::new(crate::bin("isola-testhost"))
         .arg("--")
         .arg(exe)

@@ -21,12 +21,20 @@ impl VcpuRunner {
     /// ends the process, which also ends the other vCPU threads.
     pub fn run(mut self) {
         let reason = self.run_loop();
+        if self.exit.stopping() {
+            // The VM is already stopping for a reason reported elsewhere.
+            tracing::debug!(vcpu = self.id, "vCPU left the guest");
+            return;
+        }
         tracing::debug!(vcpu = self.id, "vCPU stopped: {reason}");
         self.exit.notify(reason);
     }
 
     fn run_loop(&mut self) -> VmExitReason {
         loop {
+            if self.exit.stopping() {
+                return VmExitReason::Terminated(0);
+            }
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
                     if !self.pio.read(port as u64, data) {

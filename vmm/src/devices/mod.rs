@@ -4,7 +4,9 @@
 pub mod bus;
 pub mod legacy;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use vmm_sys_util::eventfd::EventFd;
 
@@ -12,16 +14,29 @@ use crate::exit::VmExitReason;
 
 /// How devices and vCPUs tell the VM's owner that the VM must stop.
 #[derive(Clone)]
-pub struct ExitNotifier(Sender<VmExitReason>);
+pub struct ExitNotifier {
+    tx: Sender<VmExitReason>,
+    stopping: Arc<AtomicBool>,
+}
 
 impl ExitNotifier {
     pub fn new(tx: Sender<VmExitReason>) -> Self {
-        Self(tx)
+        Self {
+            tx,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     pub fn notify(&self, reason: VmExitReason) {
+        self.stopping.store(true, Ordering::SeqCst);
         // The receiver only goes away when the process is exiting anyway.
-        let _ = self.0.send(reason);
+        let _ = self.tx.send(reason);
+    }
+
+    /// A stop was requested: vCPUs should not enter the guest again (a vCPU
+    /// left inside KVM_RUN only slows the process's exit down).
+    pub fn stopping(&self) -> bool {
+        self.stopping.load(Ordering::SeqCst)
     }
 }
 
