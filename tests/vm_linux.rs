@@ -58,6 +58,49 @@ fn boot_ping_and_power_off() -> TestResult {
     check(st.code() == Some(0), format!("power-off exits 0, got {st}"))
 }
 
+/// The `isola-vmm --ping` contract: boot, wait for the agent, one line,
+/// power off, exit 0, nothing left behind; debug logging shows the stages.
+fn vmm_ping_prints_one_line_and_exits_0() -> TestResult {
+    let out = Command::new(isola_tests::bin("isola-vmm"))
+        .args(["--ping", "--cpus", "2", "--log-level", "debug"])
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    check(
+        out.status.code() == Some(0),
+        format!("exit {}: {stderr}", out.status),
+    )?;
+    let lines: Vec<&str> = stdout.lines().collect();
+    let ms = lines
+        .first()
+        .and_then(|l| l.strip_prefix("agent ready in "))
+        .and_then(|l| l.strip_suffix(" ms"))
+        .and_then(|n| n.parse::<u64>().ok());
+    check(
+        lines.len() == 1 && ms.is_some(),
+        format!("one line `agent ready in <ms> ms`, got {stdout:?}"),
+    )?;
+    for stage in [
+        "guest memory registered",
+        "vCPUs running",
+        "agent announced itself",
+        "VM stopped",
+    ] {
+        check(stderr.contains(stage), format!("debug log lacks {stage:?}"))?;
+    }
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("isola-vmm-"))
+        .collect();
+    check(
+        leftovers.is_empty(),
+        format!("sockets left behind: {leftovers:?}"),
+    )
+}
+
 fn exec_returns_output_and_status() -> TestResult {
     let g = guest_with_busybox("exec", GuestOpts::default());
     let r = sh(&g, "echo hi; echo oops >&2; exit 7");
@@ -384,6 +427,10 @@ fn main() {
     let args = Arguments::from_args();
     let tests = vec![
         Trial::test("boot_ping_and_power_off", boot_ping_and_power_off),
+        Trial::test(
+            "vmm_ping_prints_one_line_and_exits_0",
+            vmm_ping_prints_one_line_and_exits_0,
+        ),
         Trial::test(
             "exec_returns_output_and_status",
             exec_returns_output_and_status,

@@ -188,6 +188,8 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
     loop {
         let announced = match ready.accept() {
             Ok((mut s, _)) => {
+                // The guest controls this stream: never wait on it for long.
+                let _ = s.set_read_timeout(Some(Duration::from_millis(500)));
                 let mut line = [0u8; 16];
                 let n = s.read(&mut line).unwrap_or(0);
                 tracing::debug!(
@@ -204,8 +206,10 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
             match connect_agent(&uds, AGENT_VSOCK_PORT) {
                 Ok(stream) => {
                     let mut client = AgentClient::new(stream);
-                    match client.handshake().and_then(|_| client.ping()) {
-                        Ok(()) => {
+                    // The version handshake is the agent's first answer; a
+                    // separate ping would only add a round trip.
+                    match client.handshake() {
+                        Ok(_) => {
                             println!("agent ready in {} ms", t0.elapsed().as_millis());
                             if let Err(e) = client.expect_ok(Request::Shutdown) {
                                 exit.notify(VmExitReason::Error(format!("shutdown request: {e}")));
