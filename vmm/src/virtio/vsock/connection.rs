@@ -11,6 +11,7 @@ use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::num::Wrapping;
 use std::os::unix::net::UnixStream;
+use std::time::Instant;
 
 /// How much guest→host data we buffer per connection; also our `buf_alloc`.
 pub const TX_BUF_SIZE: u32 = 256 << 10;
@@ -30,6 +31,8 @@ pub struct CreditViolation {
 }
 
 pub struct Connection {
+    /// When the connection was set up (to expire unanswered requests).
+    pub created: Instant,
     pub stream: UnixStream,
     pub state: State,
     pub local_port: u32,
@@ -63,6 +66,7 @@ pub struct Connection {
 impl Connection {
     pub fn new(stream: UnixStream, state: State, local_port: u32, peer_port: u32) -> Self {
         Self {
+            created: Instant::now(),
             stream,
             state,
             local_port,

@@ -152,7 +152,11 @@ impl VsockWorker {
         let mut events = vec![EpollEvent::default(); 64];
         loop {
             self.pump();
-            let n = match self.muxer.epoll().wait(-1, &mut events) {
+            let timeout = self
+                .muxer
+                .next_timeout(std::time::Instant::now())
+                .map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32 + 1);
+            let n = match self.muxer.epoll().wait(timeout, &mut events) {
                 Ok(n) => n,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
@@ -160,6 +164,7 @@ impl VsockWorker {
                     return Some(self.muxer.into_listener());
                 }
             };
+            self.muxer.expire_stale(std::time::Instant::now());
             for ev in &events[..n] {
                 let fd = ev.fd();
                 if fd == self.stop.as_raw_fd() {

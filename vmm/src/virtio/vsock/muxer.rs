@@ -11,6 +11,7 @@ use std::io::{self, Read};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use virtio_queue::Writer;
 use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
@@ -31,6 +32,9 @@ pub const MAX_PENDING_CONTROL: usize = 2048;
 /// First port for host-initiated connections, as seen by the guest.
 const FIRST_LOCAL_PORT: u32 = 1 << 30;
 const MAX_CONNECT_LINE: usize = 32;
+/// A guest that neither accepts nor refuses a host connection within this
+/// time gets it reset, so the host client is not left hanging.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 type Key = (u32, u32); // (host-side port, guest port)
 
@@ -153,6 +157,35 @@ impl Muxer {
 
     pub fn connection_count(&self) -> usize {
         self.conns.len()
+    }
+
+    /// How long the worker may sleep before [`Self::expire_stale`] has work:
+    /// `None` when no host connection awaits the guest's answer.
+    pub fn next_timeout(&self, now: Instant) -> Option<Duration> {
+        self.conns
+            .values()
+            .filter(|c| c.state == State::Connecting)
+            .map(|c| (c.created + CONNECT_TIMEOUT).saturating_duration_since(now))
+            .min()
+    }
+
+    /// Reset host connections the guest left unanswered for too long.
+    pub fn expire_stale(&mut self, now: Instant) {
+        let stale: Vec<Key> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| {
+                c.state == State::Connecting && now.duration_since(c.created) >= CONNECT_TIMEOUT
+            })
+            .map(|(k, _)| *k)
+            .collect();
+        for key in stale {
+            tracing::debug!(
+                "vsock: guest did not answer a connection to port {}; reset",
+                key.1
+            );
+            self.reset(key);
+        }
     }
 
     /// Too many control packets are waiting: stop reading the guest's tx.
@@ -491,6 +524,115 @@ fn parse_connect(line: &[u8]) -> Result<u32, &'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn muxer_with_client(dir: &Path) -> (Muxer, UnixStream) {
+        let path = dir.join("v.sock");
+        let _ = std::fs::remove_file(&path);
+        let listener = UnixListener::bind(&path).unwrap();
+        let mut muxer = Muxer::new(3, path.clone(), listener).unwrap();
+        let mut client = UnixStream::connect(&path).unwrap();
+        use std::io::Write;
+        client.write_all(b"CONNECT 1024\n").unwrap();
+        let lfd = muxer.listener.as_raw_fd();
+        assert!(muxer.handle_event(lfd, EventSet::IN));
+        (muxer, client)
+    }
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("isola-muxer-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    #[test]
+    fn host_connect_sends_a_request_to_the_guest() {
+        let dir = scratch("req");
+        let (muxer, _client) = muxer_with_client(&dir);
+        assert_eq!(muxer.connection_count(), 1);
+        assert_eq!(muxer.control.len(), 1);
+        assert_eq!(muxer.control[0].op, OP_REQUEST);
+        assert_eq!(muxer.control[0].key.1, 1024);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn unanswered_host_connect_is_reset_after_the_timeout() {
+        let dir = scratch("expire");
+        let (mut muxer, mut client) = muxer_with_client(&dir);
+        let now = Instant::now();
+        assert!(muxer
+            .next_timeout(now)
+            .is_some_and(|t| t <= CONNECT_TIMEOUT));
+        muxer.expire_stale(now);
+        assert_eq!(muxer.connection_count(), 1, "not yet stale");
+        muxer.expire_stale(now + CONNECT_TIMEOUT + Duration::from_millis(1));
+        assert_eq!(muxer.connection_count(), 0);
+        assert_eq!(muxer.control.back().map(|c| c.op), Some(OP_RST));
+        assert_eq!(muxer.next_timeout(now), None);
+        // The host client sees its connection closed, not a hang.
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut buf = [0u8; 8];
+        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn guest_packet(op: u16, src_cid: u64, src_port: u32, dst_port: u32) -> Header {
+        Header {
+            src_cid,
+            dst_cid: HOST_CID,
+            src_port,
+            dst_port,
+            type_: TYPE_STREAM,
+            op,
+            buf_alloc: 1 << 16,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn guest_accepts_then_data_reaches_the_host_client() {
+        let dir = scratch("rw");
+        let (mut muxer, mut client) = muxer_with_client(&dir);
+        let local = muxer.control[0].key.0;
+        muxer.control.clear();
+        muxer.process_tx(guest_packet(OP_RESPONSE, 3, 1024, local), Vec::new());
+        muxer.process_tx(guest_packet(OP_RW, 3, 1024, local), b"hello".to_vec());
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let want = format!("OK {local}\nhello");
+        let mut got = vec![0u8; want.len()];
+        client.read_exact(&mut got).unwrap();
+        assert_eq!(got, want.as_bytes());
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn hostile_guest_packets_cost_at_most_a_reset() {
+        let dir = scratch("hostile");
+        let (mut muxer, _client) = muxer_with_client(&dir);
+        let local = muxer.control[0].key.0;
+        muxer.control.clear();
+        // Spoofed source CID: dropped without a word.
+        muxer.process_tx(guest_packet(OP_RESPONSE, 99, 1024, local), Vec::new());
+        assert!(muxer.control.is_empty());
+        assert_eq!(muxer.connection_count(), 1);
+        // Data for a connection that does not exist: RST.
+        muxer.process_tx(guest_packet(OP_RW, 3, 4242, 77), b"x".to_vec());
+        assert_eq!(muxer.control.back().map(|c| c.op), Some(OP_RST));
+        // Data before the guest accepted: a protocol violation, RST.
+        muxer.process_tx(guest_packet(OP_RW, 3, 1024, local), b"early".to_vec());
+        assert_eq!(muxer.connection_count(), 0);
+        // Unknown op on a fresh port, and a non-stream type: RST, no panic.
+        muxer.process_tx(guest_packet(99, 3, 5, 6), Vec::new());
+        let mut dgram = guest_packet(OP_REQUEST, 3, 7, 8);
+        dgram.type_ = 2;
+        muxer.process_tx(dgram, Vec::new());
+        assert!(muxer.control.iter().all(|c| c.op == OP_RST));
+        let _ = std::fs::remove_dir_all(dir);
+    }
 
     #[test]
     fn connect_lines() {
