@@ -33,6 +33,8 @@ impl VcpuRunner {
     fn run_loop(&mut self) -> VmExitReason {
         loop {
             if self.exit.stopping() {
+                // Whatever stopped the VM has reported why; `run` does not
+                // report this placeholder.
                 return VmExitReason::Terminated(0);
             }
             match self.fd.run() {
