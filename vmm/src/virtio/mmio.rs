@@ -142,7 +142,7 @@ impl MmioTransport {
         }
         // Bits may only be added, in the order the spec gives.
         if new & self.status != self.status {
-            tracing::warn!(
+            tracing::debug!(
                 old = self.status,
                 new,
                 "virtio driver cleared status bits; ignored"
@@ -155,7 +155,7 @@ impl MmioTransport {
             if self.driver_features & !offered != 0
                 || self.driver_features & VIRTIO_F_VERSION_1 == 0
             {
-                tracing::warn!(
+                tracing::debug!(
                     driver = self.driver_features,
                     offered,
                     "driver accepted features we did not offer (or not VERSION_1)"
@@ -178,7 +178,7 @@ impl MmioTransport {
         let event_idx = self.driver_features & VIRTIO_RING_F_EVENT_IDX != 0;
         for (i, q) in self.queues.iter_mut().enumerate() {
             if !q.ready() || !q.is_valid(&self.mem) {
-                tracing::warn!(queue = i, "queue not ready or invalid at DRIVER_OK");
+                tracing::debug!(queue = i, "queue not ready or invalid at DRIVER_OK");
                 self.status |= STATUS_NEEDS_RESET;
                 self.interrupt.signal_config_change();
                 return;
@@ -195,7 +195,7 @@ impl MmioTransport {
             let queue = match Queue::try_from(q.state()) {
                 Ok(q) => q,
                 Err(e) => {
-                    tracing::warn!(queue = i, "queue state rejected: {e}");
+                    tracing::debug!(queue = i, "queue state rejected: {e}");
                     self.status |= STATUS_NEEDS_RESET;
                     self.interrupt.signal_config_change();
                     return;
@@ -260,7 +260,7 @@ impl MmioTransport {
                 | REG_QUEUE_DEVICE_HIGH
         );
         if queue_reg && !self.queue_config_allowed() {
-            tracing::warn!(
+            tracing::debug!(
                 offset,
                 status = self.status,
                 "queue register written out of order"

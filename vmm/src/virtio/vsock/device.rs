@@ -20,6 +20,7 @@ const QUEUE_SIZE: u16 = 256;
 const RXQ: usize = 0;
 const TXQ: usize = 1;
 const EVQ: usize = 2;
+const MAX_PUMP_ROUNDS: usize = 64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum VsockError {
@@ -179,15 +180,19 @@ impl VsockWorker {
         }
     }
 
-    /// Move packets both ways until neither direction makes progress.
+    /// Move packets both ways until neither direction makes progress, or
+    /// for a bounded number of rounds: a guest refilling its rings from
+    /// another vCPU must not keep host sockets and stop requests waiting.
+    /// When the budget runs out, a self-kick brings us straight back.
     fn pump(&mut self) {
-        loop {
+        for _ in 0..MAX_PUMP_ROUNDS {
             let tx = self.process_tx();
             let rx = self.process_rx();
             if !tx && !rx {
-                break;
+                return;
             }
         }
+        let _ = self.kicks[TXQ].write(1);
     }
 
     fn process_tx(&mut self) -> bool {
@@ -206,7 +211,7 @@ impl VsockWorker {
                 Err(e) => tracing::debug!("virtio-vsock: bad tx chain: {e}"),
             }
             if let Err(e) = self.queues[TXQ].add_used(mem, head, 0) {
-                tracing::warn!("virtio-vsock: tx add_used: {e}");
+                tracing::debug!("virtio-vsock: tx add_used: {e}");
             }
             used_any = true;
         }
@@ -242,7 +247,7 @@ impl VsockWorker {
                 }
             };
             if let Err(e) = self.queues[RXQ].add_used(mem, head, used) {
-                tracing::warn!("virtio-vsock: rx add_used: {e}");
+                tracing::debug!("virtio-vsock: rx add_used: {e}");
             }
             used_any = true;
         }

@@ -244,10 +244,12 @@ impl Muxer {
                     self.continue_handshake(fd);
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) => {
-                    if e.kind() != io::ErrorKind::WouldBlock {
-                        tracing::warn!("vsock: accept on {}: {e}", self.uds_path.display());
-                    }
+                    // Out of fds (EMFILE) and the like: the listener stays
+                    // readable, so back off briefly instead of spinning.
+                    tracing::debug!("vsock: accept on {}: {e}", self.uds_path.display());
+                    std::thread::sleep(Duration::from_millis(10));
                     return;
                 }
             }
@@ -378,6 +380,11 @@ impl Muxer {
             return;
         };
         conn.update_peer_credit(hdr.buf_alloc, hdr.fwd_cnt);
+        // Any packet's header may reopen the guest's receive window.
+        self.enqueue_rx(key);
+        let Some(conn) = self.conns.get_mut(&key) else {
+            return;
+        };
         match (hdr.op, conn.state) {
             (OP_RESPONSE, State::Connecting) => {
                 conn.state = State::Established;
@@ -388,7 +395,7 @@ impl Muxer {
             }
             (OP_RW, State::Established) if !conn.peer_shut_send => {
                 if let Err(e) = conn.push_tx(&data) {
-                    tracing::warn!("vsock: {e}; resetting port {}", key.0);
+                    tracing::debug!("vsock: {e}; resetting port {}", key.0);
                     self.reset(key);
                     return;
                 }
@@ -475,6 +482,14 @@ impl Muxer {
             };
             if !conn.wants_rx() {
                 continue;
+            }
+            if room == 0 {
+                // A buffer with room for a header only: hand it back empty
+                // and keep this stream queued for the next buffer.
+                if self.rx_queued.insert(key) {
+                    self.rx_ready.push_front(key);
+                }
+                return Err(PacketError::SmallRxBuffer(room));
             }
             let max = room.min(conn.peer_credit() as usize);
             let mut buf = std::mem::take(&mut self.scratch);
