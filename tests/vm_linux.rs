@@ -335,8 +335,7 @@ fn hundred_vsock_streams_one_moving_64_mib() -> TestResult {
 
 fn guest_connects_to_the_host() -> TestResult {
     let g = Guest::boot("g2h", &GuestOpts::default());
-    let mut path = g.uds.clone().into_os_string();
-    path.push("_7000");
+    let path = isola_vmm::virtio::vsock::host::guest_port_path(&g.uds, 7000);
     let listener = UnixListener::bind(&path).map_err(|e| e.to_string())?;
     let t = std::thread::spawn(move || {
         let (mut s, _) = listener.accept().expect("accept");

@@ -176,9 +176,9 @@ pub fn run(cmd: &Command<'_>) -> Result<ExecResult, ExecError> {
             match unsafe { libc::fork() } {
                 -1 => Err(io::Error::last_os_error()),
                 0 => {
-                    // SAFETY: we are the freshly forked child: only
-                    // async-signal-safe calls follow, on data prepared
-                    // before the fork, and it never returns.
+                    // We are the freshly forked child; this never returns.
+                    // SAFETY: only async-signal-safe calls follow, on data
+                    // prepared before the fork.
                     unsafe { child_after_fork(&plan, &child_fds) }
                 }
                 pid => Ok(pid),

@@ -1,12 +1,12 @@
 //! Booting real Linux guests with `isola-vmm` and talking to their agent.
 
-use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use isola_protocol::{AgentClient, AGENT_VSOCK_PORT};
+use isola_vmm::virtio::vsock::host as vsock_host;
 
 /// How long a guest may take to answer; generous because the test host
 /// runs the guests under nested, emulated virtualization.
@@ -15,20 +15,11 @@ pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 /// A fresh scratch directory inside the work tree (visible in the test
 /// host at the same path).
 pub fn scratch_dir(name: &str) -> PathBuf {
-    let base = profile_dir().join("test-scratch");
+    let base = crate::profile_dir().join("test-scratch");
     let dir = base.join(format!("{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create scratch dir");
     dir
-}
-
-/// `<target>/<triple>/<profile>`, where this test executable's `deps/` is.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("test executable lives in <target>/<profile>/deps")
-        .to_path_buf()
 }
 
 #[derive(Default, Clone)]
@@ -112,22 +103,9 @@ impl Guest {
         }
     }
 
+    /// A stream to guest port `port` through the VMM's vsock bridge.
     pub fn connect(&self, port: u32) -> std::io::Result<UnixStream> {
-        let mut s = UnixStream::connect(&self.uds)?;
-        s.set_read_timeout(Some(Duration::from_secs(30)))?;
-        s.write_all(format!("CONNECT {port}\n").as_bytes())?;
-        // Read the OK line byte by byte so no payload is swallowed.
-        let mut line = Vec::new();
-        let mut r = BufReader::with_capacity(1, &s);
-        r.read_until(b'\n', &mut line)?;
-        if !line.starts_with(b"OK ") {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::ConnectionRefused,
-                format!("vsock bridge answered {:?}", String::from_utf8_lossy(&line)),
-            ));
-        }
-        s.set_read_timeout(Some(Duration::from_secs(300)))?;
-        Ok(s)
+        vsock_host::connect(&self.uds, port, Duration::from_secs(300))
     }
 
     pub fn try_client(&self) -> std::io::Result<AgentClient<UnixStream>> {

@@ -5,6 +5,7 @@
 //! dies at the first user-space syscall. We refuse early rather than hang.
 
 use std::fs;
+use std::io::{BufRead, BufReader};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KvmCapability {
@@ -16,11 +17,17 @@ pub enum KvmCapability {
 
 pub fn kvm_capability() -> KvmCapability {
     let pvm = fs::metadata("/sys/module/kvm_pvm").is_ok();
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let hw = cpuinfo
-        .lines()
-        .filter(|l| l.starts_with("flags"))
-        .any(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
+    // The first CPU's flags are enough; /proc/cpuinfo of a large host is
+    // big and this runs on every VM start.
+    let hw = fs::File::open("/proc/cpuinfo")
+        .ok()
+        .and_then(|f| {
+            BufReader::new(f)
+                .lines()
+                .map_while(Result::ok)
+                .find(|l| l.starts_with("flags"))
+        })
+        .is_some_and(|l| l.split_whitespace().any(|f| f == "vmx" || f == "svm"));
     match (hw, pvm) {
         (true, false) => KvmCapability::Hardware,
         (true, true) => KvmCapability::NoHardware(

@@ -1,8 +1,8 @@
 //! `isola-vmm`: boot a guest kernel under KVM. With `--ping`, wait for the
 //! guest agent over vsock, report how long that took, and shut down.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io::{Read, Write};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -11,6 +11,7 @@ use clap::Parser;
 use isola_protocol::{AgentClient, Request, AGENT_READY_PORT, AGENT_VSOCK_PORT};
 use isola_vmm::devices::ExitNotifier;
 use isola_vmm::host_check::{kvm_capability, KvmCapability};
+use isola_vmm::virtio::vsock::host::{self as vsock_host, guest_port_path};
 use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig, VmExitReason};
 
 #[derive(Parser, Debug)]
@@ -156,34 +157,9 @@ fn handle_signals(exit: ExitNotifier) -> Result<()> {
     Ok(())
 }
 
-/// Connect to the guest agent through the vsock bridge.
-fn connect_agent(uds: &PathBuf, port: u32) -> std::io::Result<UnixStream> {
-    let mut s = UnixStream::connect(uds)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    s.write_all(format!("CONNECT {port}\n").as_bytes())?;
-    let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line)?;
-    if !line.starts_with("OK ") {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::ConnectionRefused,
-            "agent not listening yet",
-        ));
-    }
-    // The guest controls the other end: an agent that accepts and then says
-    // nothing must not hold --ping past its deadline.
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    Ok(s)
-}
-
 /// Bind the listener the agent announces itself to (`<uds>_1025`).
-fn ready_path(uds: &Path) -> PathBuf {
-    let mut p = uds.as_os_str().to_owned();
-    p.push(format!("_{AGENT_READY_PORT}"));
-    PathBuf::from(p)
-}
-
 fn ready_listener(uds: &Path) -> Result<UnixListener> {
-    let p = ready_path(uds);
+    let p = guest_port_path(uds, AGENT_READY_PORT);
     let _ = std::fs::remove_file(&p);
     let l = UnixListener::bind(&p).with_context(|| format!("binding {}", p.display()))?;
     l.set_nonblocking(true)?;
@@ -213,7 +189,9 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
         };
         if announced || last_poll.elapsed() >= Duration::from_millis(250) {
             last_poll = Instant::now();
-            match connect_agent(&uds, AGENT_VSOCK_PORT) {
+            // The guest controls the other end: an agent that accepts and
+            // then says nothing must not hold --ping past its deadline.
+            match vsock_host::connect(&uds, AGENT_VSOCK_PORT, Duration::from_secs(10)) {
                 Ok(stream) => {
                     let mut client = AgentClient::new(stream);
                     // The version handshake is the agent's first answer; a
@@ -361,7 +339,7 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
     if args.ping {
         if let Some(uds) = vsock_uds {
             let ready = ready_listener(&uds)?;
-            ready_socket = Some(ready_path(&uds));
+            ready_socket = Some(guest_port_path(&uds, AGENT_READY_PORT));
             let exit = vm.exit_notifier();
             let timeout = Duration::from_secs(args.ping_timeout);
             std::thread::Builder::new()

@@ -20,22 +20,21 @@ impl VcpuRunner {
     /// Runs until the guest resets or something fails; the VM owner then
     /// ends the process, which also ends the other vCPU threads.
     pub fn run(mut self) {
-        let reason = self.run_loop();
-        if self.exit.stopping() {
-            // The VM is already stopping for a reason reported elsewhere.
-            tracing::debug!(vcpu = self.id, "vCPU left the guest");
-            return;
+        match self.run_loop() {
+            Some(reason) => {
+                tracing::debug!(vcpu = self.id, "vCPU stopped: {reason}");
+                self.exit.notify(reason);
+            }
+            // The VM is stopping for a reason reported elsewhere.
+            None => tracing::debug!(vcpu = self.id, "vCPU left the guest"),
         }
-        tracing::debug!(vcpu = self.id, "vCPU stopped: {reason}");
-        self.exit.notify(reason);
     }
 
-    fn run_loop(&mut self) -> VmExitReason {
+    /// Runs the vCPU; `None` when the VM was stopped from elsewhere.
+    fn run_loop(&mut self) -> Option<VmExitReason> {
         loop {
             if self.exit.stopping() {
-                // Whatever stopped the VM has reported why; `run` does not
-                // report this placeholder.
-                return VmExitReason::Terminated(0);
+                return None;
             }
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
@@ -57,20 +56,23 @@ impl VcpuRunner {
                 }
                 Ok(VcpuExit::Shutdown) => {
                     // Triple fault: how some guests reset.
-                    return VmExitReason::Reset;
+                    return Some(VmExitReason::Reset);
                 }
                 Ok(VcpuExit::SystemEvent(kind, _)) => {
                     tracing::debug!(vcpu = self.id, kind, "system event");
-                    return VmExitReason::Reset;
+                    return Some(VmExitReason::Reset);
                 }
                 Ok(VcpuExit::Hlt) => {
-                    return VmExitReason::Error(format!("vCPU {} halted with no irqchip", self.id));
+                    return Some(VmExitReason::Error(format!(
+                        "vCPU {} halted with no irqchip",
+                        self.id
+                    )));
                 }
                 Ok(VcpuExit::FailEntry(reason, cpu)) => {
-                    return VmExitReason::Error(format!(
+                    return Some(VmExitReason::Error(format!(
                         "vCPU {} failed to enter the guest (reason {reason:#x}, cpu {cpu})",
                         self.id
-                    ));
+                    )));
                 }
                 Ok(VcpuExit::InternalError) => {
                     // SAFETY: on KVM_EXIT_INTERNAL_ERROR, KVM has filled in
@@ -83,21 +85,24 @@ impl VcpuRunner {
                         4 => "unexpected exit reason",
                         _ => "unknown",
                     };
-                    return VmExitReason::Error(format!(
+                    return Some(VmExitReason::Error(format!(
                         "KVM internal error on vCPU {} (suberror {sub}: {what})",
                         self.id
-                    ));
+                    )));
                 }
                 Ok(VcpuExit::Intr) => {}
                 Ok(other) => {
-                    return VmExitReason::Error(format!(
+                    return Some(VmExitReason::Error(format!(
                         "unexpected exit on vCPU {}: {other:?}",
                         self.id
-                    ));
+                    )));
                 }
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => {}
                 Err(e) => {
-                    return VmExitReason::Error(format!("KVM_RUN on vCPU {}: {e}", self.id));
+                    return Some(VmExitReason::Error(format!(
+                        "KVM_RUN on vCPU {}: {e}",
+                        self.id
+                    )));
                 }
             }
         }

@@ -178,9 +178,9 @@ pub fn run(opts: &Options) -> Result<Finished> {
             .process_group(0);
     }
     let inherited = [out_w.as_raw_fd(), err_w.as_raw_fd(), ctl_w.as_raw_fd()];
-    // SAFETY: the closure runs in the child between fork and exec. It only calls fcntl and
-    // prctl, which are async-signal-safe, on descriptors that are open (the pipe ends above
-    // outlive the spawn), and neither allocates nor takes locks.
+    // The closure runs in the child between fork and exec; the pipe ends above outlive it.
+    // SAFETY: it only calls fcntl and prctl (async-signal-safe) on open descriptors,
+    // and neither allocates nor takes locks.
     unsafe {
         cmd.pre_exec(move || {
             for fd in inherited {

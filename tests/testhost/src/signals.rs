@@ -17,9 +17,9 @@ extern "C" fn on_signal(sig: libc::c_int) {
 /// Installs the handlers (idempotent).
 pub fn install() -> io::Result<()> {
     for sig in STOP_SIGNALS {
-        // SAFETY: an all-zero `sigaction` is a valid value (empty mask, no flags) that we then
-        // fill in; the handler only performs an atomic store, which is async-signal-safe, and
-        // the pointers passed to sigaction/sigemptyset point to that live local.
+        // The handler only performs an atomic store, which is async-signal-safe.
+        // SAFETY: an all-zero `sigaction` is valid (empty mask, no flags); the pointers
+        // passed to sigaction/sigemptyset point to that live local.
         let rc = unsafe {
             let mut action: libc::sigaction = std::mem::zeroed();
             action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;

@@ -1,7 +1,6 @@
 //! Loading the kernel, initramfs and command line into guest memory.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use linux_loader::cmdline::Cmdline;
@@ -73,14 +72,12 @@ pub fn load_initramfs(
     low_ram_end: u64,
 ) -> Result<(u64, u64), LoadError> {
     let shown = path.display().to_string();
-    let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(|source| LoadError::Initramfs {
-            path: shown,
-            source,
-        })?;
-    let size = data.len() as u64;
+    let io_err = |source| LoadError::Initramfs {
+        path: shown.clone(),
+        source,
+    };
+    let mut file = File::open(path).map_err(io_err)?;
+    let size = file.metadata().map_err(io_err)?.len();
     let addr = low_ram_end
         .checked_sub(size)
         .map(|a| a & !0xfff)
@@ -89,7 +86,9 @@ pub fn load_initramfs(
             size,
             limit: low_ram_end,
         })?;
-    mem.write_slice(&data, GuestAddress(addr))?;
+    // Straight from the file into guest memory: no copy through the heap
+    // on the start path.
+    mem.read_exact_volatile_from(GuestAddress(addr), &mut file, size as usize)?;
     Ok((addr, size))
 }
 

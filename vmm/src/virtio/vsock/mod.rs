@@ -14,6 +14,7 @@
 
 pub mod connection;
 pub mod device;
+pub mod host;
 pub mod muxer;
 pub mod packet;
 

@@ -421,9 +421,8 @@ impl Muxer {
             self.push_control(key, OP_RST, 0);
             return;
         }
-        let mut path = self.uds_path.clone().into_os_string();
-        path.push(format!("_{}", key.0));
-        let stream = match connect_nonblocking(Path::new(&path)) {
+        let path = super::host::guest_port_path(&self.uds_path, key.0);
+        let stream = match connect_nonblocking(&path) {
             Ok(s) => s,
             Err(e) => {
                 tracing::debug!("vsock: guest connect to host port {}: {e}", key.0);
