@@ -4,7 +4,10 @@
 set -euo pipefail
 
 need=(build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file
-      busybox-static e2fsprogs erofs-utils linux-source-6.12 hyperfine)
+      busybox-static e2fsprogs erofs-utils linux-source-6.12 hyperfine
+      libseccomp-dev pkg-config runc crun podman containerd skopeo umoci
+      docker-registry apache2-utils debootstrap containernetworking-plugins
+      uidmap tmux)
 
 missing=()
 for p in "${need[@]}"; do

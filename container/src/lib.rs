@@ -1,0 +1,1 @@
+//! The runner: runs one OCI runtime-spec bundle.
