@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds everything on a fresh Debian 12 host (packages, guest kernel,
-# initramfs, binaries, test-host assets), then runs the main job: a microVM
+# initramfs, binaries, local OCI images, test-host assets), then runs the main job: a microVM
 # booted by isola-vmm whose guest agent answers over vsock.
 #
 #   ./build.sh            build, then run the demo
@@ -29,6 +29,9 @@ kernel-config/build.sh
 
 step "initramfs (the agent as /init)"
 rootfs/build.sh
+
+step "local OCI images (busybox, debootstrapped Debian) for tests and benchmarks"
+images/build.sh
 
 step "test host assets (Debian's kernel and KVM modules for the outer guest)"
 tests/testhost/prepare.sh
