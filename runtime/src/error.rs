@@ -1,0 +1,40 @@
+//! Errors of the host runtime.
+
+use std::path::PathBuf;
+
+/// What the host runtime can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: corrupt state file: {source}")]
+    CorruptState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "invalid container name {0:?}: use [a-zA-Z0-9][a-zA-Z0-9_.-]*, at most 128 characters"
+    )]
+    InvalidName(String),
+    #[error("the container name {name:?} is already in use by container {id}")]
+    NameInUse { name: String, id: String },
+    #[error("no such container: {0}")]
+    NotFound(String),
+    #[error("{0:?} matches more than one container; give more of the ID")]
+    Ambiguous(String),
+}
+
+impl Error {
+    /// Wraps an I/O error with the path it concerns.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,7 @@
+//! What the host runtime remembers about each container, and where.
+
+mod record;
+mod store;
+
+pub use record::{ContainerRecord, ContainerStatus};
+pub use store::StateStore;
