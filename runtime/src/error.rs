@@ -23,6 +23,10 @@ pub enum Error {
     InvalidName(String),
     #[error("the container name {name:?} is already in use by container {id}")]
     NameInUse { name: String, id: String },
+    /// Bad user input (a flag value, a volume path, an unknown user): the
+    /// front-ends report it as docker does, exit 125.
+    #[error("{0}")]
+    Invalid(String),
     #[error("no such container: {0}")]
     NotFound(String),
     #[error("{0:?} matches more than one container; give more of the ID")]

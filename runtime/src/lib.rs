@@ -7,6 +7,7 @@
 //! supervisor writes.
 
 pub mod atomic;
+pub mod bundle;
 pub mod error;
 pub mod id;
 pub mod lock;

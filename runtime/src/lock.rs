@@ -12,7 +12,15 @@ use crate::error::{Error, Result};
 /// An exclusive lock on a file, released on drop.
 #[derive(Debug)]
 pub struct FileLock {
-    _file: File,
+    file: File,
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // Unlock explicitly: a child forked while the lock was held shares
+        // the open file description and would otherwise keep it locked.
+        let _ = flock(&self.file, FlockOperation::Unlock);
+    }
 }
 
 impl FileLock {
@@ -26,7 +34,7 @@ impl FileLock {
             .map_err(Error::io(path))?;
         flock(&file, FlockOperation::LockExclusive)
             .map_err(|e| Error::io(path)(std::io::Error::from(e)))?;
-        Ok(FileLock { _file: file })
+        Ok(FileLock { file })
     }
 }
 
