@@ -1,0 +1,34 @@
+//! `events`: resource usage samples, one JSON object per line, shaped like
+//! runc's (`{"type":"stats","id":..,"data":..}`).
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use isola_container::Runner;
+
+use crate::cli::Events;
+
+pub fn events(runner: &Runner, args: Events) -> Result<i32> {
+    let interval = parse_interval(&args.interval)?;
+    loop {
+        let stats = runner
+            .stats(&args.id)
+            .with_context(|| format!("cannot read stats of container {}", args.id))?;
+        let event = serde_json::json!({ "type": "stats", "id": args.id, "data": stats });
+        println!("{event}");
+        if args.stats {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+/// `5`, `5s`, `500ms`.
+fn parse_interval(s: &str) -> Result<Duration> {
+    let bad = || format!("invalid --interval {s:?}");
+    if let Some(ms) = s.strip_suffix("ms") {
+        return Ok(Duration::from_millis(ms.parse().with_context(bad)?));
+    }
+    let secs: u64 = s.trim_end_matches('s').parse().with_context(bad)?;
+    Ok(Duration::from_secs(secs.max(1)))
+}
