@@ -1,0 +1,5 @@
+//! One module per command group.
+
+pub mod auth;
+pub mod images;
+pub mod registry;
