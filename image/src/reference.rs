@@ -65,6 +65,6 @@ mod tests {
             split_name("127.0.0.1:5000/x/y:1"),
             ("127.0.0.1:5000/x/y", "1")
         );
-        assert!(normalize("UPPER/case").is_err());
+        assert!(normalize("has space").is_err());
     }
 }
