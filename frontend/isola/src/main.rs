@@ -32,15 +32,28 @@ enum Command {
     },
     #[command(flatten)]
     Auth(commands::auth::Command),
+    #[command(flatten)]
+    Containers(commands::containers::Command),
 }
 
 fn main() {
-    let cli = Cli::parse();
-    global::init_logging(&cli.global.log_level);
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            // docker: a usage error of `isola` itself is 125.
+            std::process::exit(if e.use_stderr() { 125 } else { 0 });
+        }
+    };
+    // The supervisor logs to its container's file, not to a terminal.
+    if !matches!(cli.command, Command::Containers(commands::containers::Command::Supervise(_))) {
+        global::init_logging(&cli.global.log_level);
+    }
     let result = match cli.command {
         Command::Images(c) => commands::images::run_top(&cli.global, c),
         Command::Image { command } => commands::images::run_image(&cli.global, command),
         Command::Auth(c) => commands::auth::run(&cli.global, c),
+        Command::Containers(c) => commands::containers::run(&cli.global, c),
     };
     match result {
         Ok(code) => std::process::exit(code),
