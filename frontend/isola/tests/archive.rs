@@ -7,7 +7,12 @@ mod common;
 use common::{layout_ref, need, sh, Env};
 
 fn diff_ids(v: &serde_json::Value) -> Vec<String> {
-    v["RootFS"]["Layers"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    v["RootFS"]["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect()
 }
 
 #[test]
@@ -15,7 +20,11 @@ fn docker_archive_round_trip() {
     need("skopeo");
     let env = Env::new();
     let src = env.path("in.tar");
-    sh(&format!("skopeo copy -q {} docker-archive:{}:debian:bookworm", layout_ref("debian:bookworm"), src.display()));
+    sh(&format!(
+        "skopeo copy -q {} docker-archive:{}:debian:bookworm",
+        layout_ref("debian:bookworm"),
+        src.display()
+    ));
     // From stdin, as `docker save | isola load` would.
     let out = env
         .isola()
@@ -24,13 +33,23 @@ fn docker_archive_round_trip() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", common::text(&out));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Loaded image: docker.io/library/debian:bookworm"));
+    assert!(String::from_utf8_lossy(&out.stdout)
+        .contains("Loaded image: docker.io/library/debian:bookworm"));
     let loaded = env.inspect("debian:bookworm");
 
     let saved = env.path("out.tar");
     env.ok(&["save", "-o", saved.to_str().unwrap(), "debian:bookworm"]);
-    let v: serde_json::Value = serde_json::from_str(&sh(&format!("skopeo inspect --config docker-archive:{}", saved.display()))).unwrap();
-    let skopeo_diff_ids: Vec<String> = v["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    let v: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "skopeo inspect --config docker-archive:{}",
+        saved.display()
+    )))
+    .unwrap();
+    let skopeo_diff_ids: Vec<String> = v["rootfs"]["diff_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(skopeo_diff_ids, diff_ids(&loaded));
 
     // And back in: the same image ID.
@@ -46,15 +65,36 @@ fn oci_archive_round_trip_and_skopeo_reads_the_store() {
     need("skopeo");
     let env = Env::new();
     let src = env.path("in.tar");
-    sh(&format!("skopeo copy -q {} oci-archive:{}:busybox:latest", layout_ref("busybox:latest"), src.display()));
+    sh(&format!(
+        "skopeo copy -q {} oci-archive:{}:busybox:latest",
+        layout_ref("busybox:latest"),
+        src.display()
+    ));
     env.ok(&["load", "-i", src.to_str().unwrap()]);
-    let want = sh(&format!("skopeo inspect --raw {} | sha256sum", layout_ref("busybox:latest")));
+    let want = sh(&format!(
+        "skopeo inspect --raw {} | sha256sum",
+        layout_ref("busybox:latest")
+    ));
     let v = env.inspect("busybox");
-    assert_eq!(v["Digest"].as_str().unwrap(), format!("sha256:{}", want.split_whitespace().next().unwrap()));
+    assert_eq!(
+        v["Digest"].as_str().unwrap(),
+        format!("sha256:{}", want.split_whitespace().next().unwrap())
+    );
 
     let saved = env.path("out.tar");
-    env.ok(&["save", "--format", "oci-archive", "-o", saved.to_str().unwrap(), "busybox"]);
-    let s: serde_json::Value = serde_json::from_str(&sh(&format!("skopeo inspect oci-archive:{}", saved.display()))).unwrap();
+    env.ok(&[
+        "save",
+        "--format",
+        "oci-archive",
+        "-o",
+        saved.to_str().unwrap(),
+        "busybox",
+    ]);
+    let s: serde_json::Value = serde_json::from_str(&sh(&format!(
+        "skopeo inspect oci-archive:{}",
+        saved.display()
+    )))
+    .unwrap();
     assert_eq!(s["Digest"], v["Digest"]);
 
     // The store is an OCI layout skopeo reads as it is.
@@ -71,7 +111,11 @@ fn oci_archive_round_trip_and_skopeo_reads_the_store() {
 fn tag_rmi_and_prune() {
     let env = Env::new();
     let src = env.path("in.tar");
-    sh(&format!("skopeo copy -q {} oci-archive:{}:busybox:latest", layout_ref("busybox:latest"), src.display()));
+    sh(&format!(
+        "skopeo copy -q {} oci-archive:{}:busybox:latest",
+        layout_ref("busybox:latest"),
+        src.display()
+    ));
     env.ok(&["load", "-i", src.to_str().unwrap()]);
     let id = env.inspect("busybox")["Id"].as_str().unwrap().to_string();
     env.ok(&["tag", "busybox", "example.org/me/bb:v1"]);

@@ -33,8 +33,16 @@ fn concurrent_pulls_store_each_blob_once() {
     assert_eq!(ids.len(), 1, "both pulls name the same image: {ids:?}");
     // manifest + config + 2 layers, nothing else (no duplicates, no partials).
     assert_eq!(env.blob_count(), 4);
-    assert_eq!(std::fs::read_dir(env.root().join("layers")).unwrap().count(), 2);
-    assert_eq!(std::fs::read_dir(env.root().join("tmp")).unwrap().count(), 0);
+    assert_eq!(
+        std::fs::read_dir(env.root().join("layers"))
+            .unwrap()
+            .count(),
+        2
+    );
+    assert_eq!(
+        std::fs::read_dir(env.root().join("tmp")).unwrap().count(),
+        0
+    );
     assert_eq!(env.ok(&["images", "-q"]).lines().count(), 1);
     env.assert_consistent();
 }

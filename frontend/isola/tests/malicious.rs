@@ -65,7 +65,11 @@ fn docker_archive(layers: &[(Vec<u8>, String)]) -> Vec<u8> {
         paths.push(p);
     }
     let manifest = serde_json::json!([{"Config": "config.json", "RepoTags": ["evil:latest"], "Layers": paths}]);
-    add(&mut b, "manifest.json", &serde_json::to_vec(&manifest).unwrap());
+    add(
+        &mut b,
+        "manifest.json",
+        &serde_json::to_vec(&manifest).unwrap(),
+    );
     b.into_inner().unwrap()
 }
 
@@ -82,9 +86,23 @@ fn refused(archive: &[u8], expect: &str) -> Env {
     std::fs::create_dir(env.path("outside")).unwrap();
     let err = env.fails(&["load", "-i", path.to_str().unwrap()]);
     assert!(err.contains(expect), "expected {expect:?} in: {err}");
-    assert_eq!(std::fs::read_dir(env.path("outside")).unwrap().count(), 0, "wrote outside the store");
-    assert_eq!(env.ok(&["images", "-q"]).trim(), "", "an image was left behind");
-    assert_eq!(std::fs::read_dir(env.root().join("layers")).unwrap().count(), 0, "a layer was left behind");
+    assert_eq!(
+        std::fs::read_dir(env.path("outside")).unwrap().count(),
+        0,
+        "wrote outside the store"
+    );
+    assert_eq!(
+        env.ok(&["images", "-q"]).trim(),
+        "",
+        "an image was left behind"
+    );
+    assert_eq!(
+        std::fs::read_dir(env.root().join("layers"))
+            .unwrap()
+            .count(),
+        0,
+        "a layer was left behind"
+    );
     env.assert_consistent();
     env
 }
@@ -93,21 +111,42 @@ fn refused(archive: &[u8], expect: &str) -> Env {
 fn escapes_are_refused() {
     let outside = "../../outside";
     let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("dotdot", layer(&[("../../outside/x", EntryType::Regular, b"x", "")])),
-        ("absolute", layer(&[("/tmp/isola-malicious-abs", EntryType::Regular, b"x", "")])),
+        (
+            "dotdot",
+            layer(&[("../../outside/x", EntryType::Regular, b"x", "")]),
+        ),
+        (
+            "absolute",
+            layer(&[("/tmp/isola-malicious-abs", EntryType::Regular, b"x", "")]),
+        ),
         (
             "symlink write-through",
-            layer(&[("s", EntryType::Symlink, b"", outside), ("s/x", EntryType::Regular, b"x", "")]),
+            layer(&[
+                ("s", EntryType::Symlink, b"", outside),
+                ("s/x", EntryType::Regular, b"x", ""),
+            ]),
         ),
         (
             "absolute symlink write-through",
-            layer(&[("etc", EntryType::Symlink, b"", "/etc"), ("etc/isola-pwned", EntryType::Regular, b"x", "")]),
+            layer(&[
+                ("etc", EntryType::Symlink, b"", "/etc"),
+                ("etc/isola-pwned", EntryType::Regular, b"x", ""),
+            ]),
         ),
-        ("hard link out", layer(&[("h", EntryType::Link, b"", "../../outside/x")])),
-        ("hard link to host file", layer(&[("h", EntryType::Link, b"", "/etc/passwd")])),
+        (
+            "hard link out",
+            layer(&[("h", EntryType::Link, b"", "../../outside/x")]),
+        ),
+        (
+            "hard link to host file",
+            layer(&[("h", EntryType::Link, b"", "/etc/passwd")]),
+        ),
         (
             "hard link through symlink",
-            layer(&[("e", EntryType::Symlink, b"", "/etc"), ("h", EntryType::Link, b"", "e/passwd")]),
+            layer(&[
+                ("e", EntryType::Symlink, b"", "/etc"),
+                ("h", EntryType::Link, b"", "e/passwd"),
+            ]),
         ),
     ];
     for (name, l) in cases {
@@ -125,7 +164,10 @@ fn a_symlink_from_a_lower_layer_is_not_followed_by_an_upper_one() {
     let env = Env::new();
     let a = docker_archive(&[
         plain(layer(&[("d", EntryType::Symlink, b"", "/tmp")])),
-        plain(layer(&[("d/", EntryType::Directory, b"", ""), ("d/isola-lower-link", EntryType::Regular, b"x", "")])),
+        plain(layer(&[
+            ("d/", EntryType::Directory, b"", ""),
+            ("d/isola-lower-link", EntryType::Regular, b"x", ""),
+        ])),
     ]);
     let path = env.path("a.tar");
     std::fs::write(&path, a).unwrap();
@@ -140,9 +182,15 @@ fn diff_id_mismatch_is_refused() {
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     gz.write_all(&l).unwrap();
     let blob = gz.finish().unwrap();
-    refused(&docker_archive(&[(blob, sha(b"something else"))]), "digest mismatch");
+    refused(
+        &docker_archive(&[(blob, sha(b"something else"))]),
+        "digest mismatch",
+    );
     // Uncompressed: caught before unpacking, against the blob itself.
-    refused(&docker_archive(&[(l, sha(b"something else"))]), "digest mismatch");
+    refused(
+        &docker_archive(&[(l, sha(b"something else"))]),
+        "digest mismatch",
+    );
 }
 
 #[test]
@@ -158,18 +206,35 @@ fn sparse_bomb_is_bounded() {
     let tar = std::fs::read(d.join("layer.tar")).unwrap();
     let gz = std::fs::read(d.join("layer.tar.gz")).unwrap();
     assert!(gz.len() < 1 << 20);
-    refused(&docker_archive(&[(gz, sha(&tar))]), "exceeds the unpack limit");
+    refused(
+        &docker_archive(&[(gz, sha(&tar))]),
+        "exceeds the unpack limit",
+    );
 }
 
 /// An oci-archive of busybox with one blob rewritten by `f`.
 fn tampered(f: impl Fn(&std::path::Path, &str)) -> Vec<u8> {
     let env = Env::new();
     let dir = env.path("layout");
-    sh(&format!("skopeo copy -q {} oci:{}:busybox:latest", layout_ref("busybox:latest"), dir.display()));
-    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
-    let m = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
-    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&m)).unwrap()).unwrap();
-    let layer = manifest["layers"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_string();
+    sh(&format!(
+        "skopeo copy -q {} oci:{}:busybox:latest",
+        layout_ref("busybox:latest"),
+        dir.display()
+    ));
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("index.json")).unwrap()).unwrap();
+    let m = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("blobs/sha256").join(&m)).unwrap()).unwrap();
+    let layer = manifest["layers"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_string();
     f(&dir.join("blobs/sha256"), &layer);
     sh(&format!("cd {} && tar cf ../out.tar .", dir.display()));
     std::fs::read(env.path("out.tar")).unwrap()

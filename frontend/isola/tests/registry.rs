@@ -26,21 +26,31 @@ fn pull_over_http_matches_the_registry_digest_for_digest() {
     assert_eq!(v["RootFS"]["Layers"].as_array().unwrap().len(), 2);
     let bb = format!("{}/tools/busybox:1", reg.host());
     env.ok(&["pull", "-q", "--tls-verify=false", &bb]);
-    assert_eq!(env.inspect(&bb)["Digest"].as_str().unwrap(), reg.digest("tools/busybox:1"));
+    assert_eq!(
+        env.inspect(&bb)["Digest"].as_str().unwrap(),
+        reg.digest("tools/busybox:1")
+    );
 
     // Pulling by digest resolves to the same image.
     let by_digest = format!("{}/debian@{}", reg.host(), reg.digest("debian:bookworm"));
     env.ok(&["pull", "-q", "--tls-verify=false", &by_digest]);
 
     // A second pull refetches nothing.
-    let out = env.isola().args(["pull", "--tls-verify=false", &img]).output().unwrap();
+    let out = env
+        .isola()
+        .args(["pull", "--tls-verify=false", &img])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
     assert!(!err.contains("downloading"), "{err}");
     assert!(err.contains("already present"), "{err}");
 
     let list = env.ok(&["images"]);
-    assert!(list.contains(&format!("{}/debian", reg.host())) && list.contains("bookworm"), "{list}");
+    assert!(
+        list.contains(&format!("{}/debian", reg.host())) && list.contains("bookworm"),
+        "{list}"
+    );
     env.assert_consistent();
 }
 
@@ -58,19 +68,50 @@ fn pull_over_tls_with_basic_auth_and_login() {
     // Known CA, no credentials: refused by the registry.
     env.fails(&["pull", "-q", "--cert-dir", ca, &img]);
     // Wrong password: login refuses and stores nothing.
-    let err = env.fails(&["login", "--cert-dir", ca, "-u", "alice", "-p", "wrong", &reg.host()]);
+    let err = env.fails(&[
+        "login",
+        "--cert-dir",
+        ca,
+        "-u",
+        "alice",
+        "-p",
+        "wrong",
+        &reg.host(),
+    ]);
     assert!(err.contains("refused"), "{err}");
     assert!(!env.root().join("auth.json").exists());
 
-    env.ok(&["login", "--cert-dir", ca, "-u", "alice", "-p", "s3cret", &reg.host()]);
-    let mode = std::fs::metadata(env.root().join("auth.json")).unwrap().permissions().mode();
+    env.ok(&[
+        "login",
+        "--cert-dir",
+        ca,
+        "-u",
+        "alice",
+        "-p",
+        "s3cret",
+        &reg.host(),
+    ]);
+    let mode = std::fs::metadata(env.root().join("auth.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
     env.ok(&["pull", "-q", "--cert-dir", ca, &img]);
-    assert_eq!(env.inspect(&img)["Digest"].as_str().unwrap(), reg.digest("busybox:latest"));
+    assert_eq!(
+        env.inspect(&img)["Digest"].as_str().unwrap(),
+        reg.digest("busybox:latest")
+    );
 
     // --tls-verify=false accepts the self-signed chain without the CA.
     let env2 = Env::new();
-    env2.ok(&["pull", "-q", "--tls-verify=false", "--creds", "alice:s3cret", &img]);
+    env2.ok(&[
+        "pull",
+        "-q",
+        "--tls-verify=false",
+        "--creds",
+        "alice:s3cret",
+        &img,
+    ]);
 
     env.ok(&["logout", &reg.host()]);
     env.ok(&["rmi", &img]);

@@ -19,7 +19,11 @@ fn entry(out: &mut Vec<u8>, path: &[u8], kind: EntryType, data: &[u8], link: &[u
     h.as_old_mut().name[..path.len()].copy_from_slice(path);
     h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
     h.set_entry_type(kind);
-    h.set_mode(if kind == EntryType::Directory { 0o755 } else { 0o644 });
+    h.set_mode(if kind == EntryType::Directory {
+        0o755
+    } else {
+        0o644
+    });
     h.set_size(data.len() as u64);
     h.set_mtime(1_000_000);
     h.set_uid(0);
@@ -55,7 +59,11 @@ fn assert_unsafe(r: crate::Result<Stats>, tmp: &Path) {
         Err(Error::UnsafeEntry { .. }) => {}
         other => panic!("expected UnsafeEntry, got {other:?}"),
     }
-    assert_eq!(fs::read_dir(tmp.join("outside")).unwrap().count(), 0, "wrote outside the layer");
+    assert_eq!(
+        fs::read_dir(tmp.join("outside")).unwrap().count(),
+        0,
+        "wrote outside the layer"
+    );
     assert!(!tmp.join("evil").exists(), "wrote beside the layer");
 }
 
@@ -74,7 +82,13 @@ fn rejects_dotdot() {
 #[test]
 fn rejects_absolute() {
     let mut t = Vec::new();
-    entry(&mut t, b"/tmp/isola-abs-evil", EntryType::Regular, b"x", b"");
+    entry(
+        &mut t,
+        b"/tmp/isola-abs-evil",
+        EntryType::Regular,
+        b"x",
+        b"",
+    );
     let (tmp, r) = run(&finish(t));
     assert_unsafe(r, tmp.path());
     assert!(!Path::new("/tmp/isola-abs-evil").exists());
@@ -140,7 +154,9 @@ fn bounds_a_sparse_bomb_before_reading_it() {
         gnu.realsize.copy_from_slice(real.as_bytes());
         let off = format!("{:012o}", (10u64 << 30) - 512);
         gnu.sparse[0].offset.copy_from_slice(off.as_bytes());
-        gnu.sparse[0].numbytes.copy_from_slice(format!("{:012o}", 512).as_bytes());
+        gnu.sparse[0]
+            .numbytes
+            .copy_from_slice(format!("{:012o}", 512).as_bytes());
     }
     h.set_cksum();
     let mut t = h.as_bytes().to_vec();
@@ -171,7 +187,13 @@ fn unpacks_ordinary_entries() {
     let mut t = Vec::new();
     entry(&mut t, b"./", EntryType::Directory, b"", b"");
     entry(&mut t, b"etc/", EntryType::Directory, b"", b"");
-    entry(&mut t, b"etc/hosts", EntryType::Regular, b"127.0.0.1 localhost\n", b"");
+    entry(
+        &mut t,
+        b"etc/hosts",
+        EntryType::Regular,
+        b"127.0.0.1 localhost\n",
+        b"",
+    );
     entry(&mut t, b"etc/hosts2", EntryType::Link, b"", b"etc/hosts");
     entry(&mut t, b"etc/abs", EntryType::Symlink, b"", b"/etc/hosts");
     entry(&mut t, b"deep/er/file", EntryType::Regular, b"x", b"");
@@ -179,25 +201,50 @@ fn unpacks_ordinary_entries() {
     let (tmp, r) = run(&finish(t));
     r.unwrap();
     let l = tmp.path().join("layer");
-    assert_eq!(fs::read(l.join("etc/hosts")).unwrap(), b"127.0.0.1 localhost\n");
-    assert_eq!(fs::metadata(l.join("etc/hosts")).unwrap().ino(), fs::metadata(l.join("etc/hosts2")).unwrap().ino());
-    assert_eq!(fs::read_link(l.join("etc/abs")).unwrap(), Path::new("/etc/hosts"));
-    assert_eq!(fs::metadata(l.join("etc/hosts")).unwrap().permissions().mode() & 0o7777, 0o644);
+    assert_eq!(
+        fs::read(l.join("etc/hosts")).unwrap(),
+        b"127.0.0.1 localhost\n"
+    );
+    assert_eq!(
+        fs::metadata(l.join("etc/hosts")).unwrap().ino(),
+        fs::metadata(l.join("etc/hosts2")).unwrap().ino()
+    );
+    assert_eq!(
+        fs::read_link(l.join("etc/abs")).unwrap(),
+        Path::new("/etc/hosts")
+    );
+    assert_eq!(
+        fs::metadata(l.join("etc/hosts"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777,
+        0o644
+    );
     assert_eq!(fs::metadata(l.join("etc")).unwrap().mtime(), 1_000_000);
-    assert!(fs::symlink_metadata(l.join("fifo")).unwrap().file_type().is_fifo());
+    assert!(fs::symlink_metadata(l.join("fifo"))
+        .unwrap()
+        .file_type()
+        .is_fifo());
     assert_eq!(fs::read(l.join("deep/er/file")).unwrap(), b"x");
 }
 
 #[test]
 fn whiteouts_become_overlay_whiteouts() {
-    assert!(is_root(), "the unpacker's whiteout tests run as root (as CI does)");
+    assert!(
+        is_root(),
+        "the unpacker's whiteout tests run as root (as CI does)"
+    );
     let mut t = Vec::new();
     entry(&mut t, b"dir/", EntryType::Directory, b"", b"");
     entry(&mut t, b"dir/.wh..wh..opq", EntryType::Regular, b"", b"");
     entry(&mut t, b".wh.gone", EntryType::Regular, b"", b"");
     entry(&mut t, b".wh...", EntryType::Regular, b"", b"");
     let (_tmp, r) = run(&finish(t));
-    assert!(matches!(r, Err(Error::UnsafeEntry { .. })), "whiteout of `..` must be refused: {r:?}");
+    assert!(
+        matches!(r, Err(Error::UnsafeEntry { .. })),
+        "whiteout of `..` must be refused: {r:?}"
+    );
 
     let mut t = Vec::new();
     entry(&mut t, b"dir/", EntryType::Directory, b"", b"");
@@ -209,7 +256,12 @@ fn whiteouts_become_overlay_whiteouts() {
     let m = fs::symlink_metadata(l.join("gone")).unwrap();
     assert!(m.file_type().is_char_device());
     assert_eq!(m.rdev(), 0);
-    let v = rustix::fs::getxattr(l.join("dir").as_path(), whiteout::OPAQUE_XATTR, &mut [0u8; 8]).unwrap();
+    let v = rustix::fs::getxattr(
+        l.join("dir").as_path(),
+        whiteout::OPAQUE_XATTR,
+        &mut [0u8; 8],
+    )
+    .unwrap();
     assert_eq!(v, 1);
     assert!(!l.join("dir/.wh..wh..opq").exists());
 }
@@ -230,7 +282,14 @@ fn diff_id_mismatch_leaves_nothing() {
     assert!(matches!(r, Err(Error::DigestMismatch { .. })), "{r:?}");
     assert!(!dest.exists());
     assert_eq!(fs::read_dir(&scratch).unwrap().count(), 0);
-    unpack_layer(&blob, &Digest::of_bytes(&t), &dest, &scratch, Limits::default()).unwrap();
+    unpack_layer(
+        &blob,
+        &Digest::of_bytes(&t),
+        &dest,
+        &scratch,
+        Limits::default(),
+    )
+    .unwrap();
     assert_eq!(fs::read(dest.join("a")).unwrap(), b"x");
 }
 

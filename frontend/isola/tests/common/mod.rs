@@ -28,7 +28,10 @@ pub fn need(tool: &str) {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    assert!(ok, "{tool} is not installed (./build.sh installs it); this test cannot run without it");
+    assert!(
+        ok,
+        "{tool} is not installed (./build.sh installs it); this test cannot run without it"
+    );
 }
 
 pub struct Env {
@@ -38,7 +41,10 @@ pub struct Env {
 impl Env {
     pub fn new() -> Env {
         Env {
-            dir: tempfile::Builder::new().prefix("isola-test-").tempdir().unwrap(),
+            dir: tempfile::Builder::new()
+                .prefix("isola-test-")
+                .tempdir()
+                .unwrap(),
         }
     }
     pub fn root(&self) -> PathBuf {
@@ -55,17 +61,26 @@ impl Env {
     /// Runs isola with `args`, asserting success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.isola().args(args).output().unwrap();
-        assert!(out.status.success(), "isola {args:?} failed:\n{}", text(&out));
+        assert!(
+            out.status.success(),
+            "isola {args:?} failed:\n{}",
+            text(&out)
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
     /// Runs isola with `args`, asserting failure; returns stderr.
     pub fn fails(&self, args: &[&str]) -> String {
         let out = self.isola().args(args).output().unwrap();
-        assert!(!out.status.success(), "isola {args:?} should have failed:\n{}", text(&out));
+        assert!(
+            !out.status.success(),
+            "isola {args:?} should have failed:\n{}",
+            text(&out)
+        );
         String::from_utf8_lossy(&out.stderr).into_owned()
     }
     pub fn inspect(&self, image: &str) -> serde_json::Value {
-        let v: serde_json::Value = serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&self.ok(&["image", "inspect", image])).unwrap();
         v[0].clone()
     }
     /// `isola image check` passes.
@@ -94,7 +109,11 @@ pub fn sh(cmd: &str) -> String {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub struct Registry {
@@ -115,7 +134,10 @@ impl Registry {
     pub fn start(tls: bool, creds: Option<(&str, &str)>) -> Registry {
         need("docker-registry");
         need("skopeo");
-        let dir = tempfile::Builder::new().prefix("isola-registry-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("isola-registry-")
+            .tempdir()
+            .unwrap();
         let d = dir.path().display().to_string();
         let mut extra = String::new();
         if tls {
