@@ -27,6 +27,19 @@ pub enum Error {
     /// front-ends report it as docker does, exit 125.
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Runner(#[from] isola_container::Error),
+    #[error(transparent)]
+    Image(#[from] isola_image::Error),
+    /// The container's program does not exist (docker exits 127).
+    #[error("{0}")]
+    CommandNotFound(String),
+    /// The container's program is not executable (docker exits 126).
+    #[error("{0}")]
+    NotExecutable(String),
+    /// The supervisor could not create the container (its report).
+    #[error("{0}")]
+    Start(String),
     #[error("no such container: {0}")]
     NotFound(String),
     #[error("{0:?} matches more than one container; give more of the ID")]
@@ -38,6 +51,17 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { path, source }
+    }
+}
+
+impl Error {
+    /// The status docker's CLI exits with for this failure.
+    pub fn docker_exit_code(&self) -> i32 {
+        match self {
+            Error::CommandNotFound(_) => 127,
+            Error::NotExecutable(_) => 126,
+            _ => 125,
+        }
     }
 }
 

@@ -8,13 +8,21 @@
 
 pub mod atomic;
 pub mod bundle;
+pub mod config;
 pub mod error;
+pub mod host;
 pub mod id;
+pub mod liveness;
 pub mod lock;
 pub mod logs;
 pub mod name;
+pub mod oom;
+pub mod paths;
 pub mod state;
+pub mod supervisor;
+pub mod teardown;
 
 pub use error::Error;
+pub use host::Host;
 pub use id::ContainerId;
 pub use state::{ContainerRecord, ContainerStatus, StateStore};

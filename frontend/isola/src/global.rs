@@ -24,7 +24,7 @@ impl GlobalOpts {
 }
 
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
+    let filter = tracing_subscriber::EnvFilter::try_new(quiet_runner(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -40,4 +40,14 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
         .build()
         .context("starting the async runtime")?;
     Ok(rt.block_on(f))
+}
+
+/// youki's cgroup code warns about every v1 controller this host lacks, on
+/// every call; keep that out of users' terminals unless asked by name.
+pub fn quiet_runner(level: &str) -> String {
+    if level.contains('=') {
+        level.to_string()
+    } else {
+        format!("{level},libcgroups=error")
+    }
 }

@@ -33,7 +33,7 @@ enum Command {
     #[command(flatten)]
     Auth(commands::auth::Command),
     #[command(flatten)]
-    Containers(commands::containers::Command),
+    Containers(Box<commands::containers::Command>),
 }
 
 fn main() {
@@ -46,14 +46,16 @@ fn main() {
         }
     };
     // The supervisor logs to its container's file, not to a terminal.
-    if !matches!(cli.command, Command::Containers(commands::containers::Command::Supervise(_))) {
+    let supervising = matches!(&cli.command, Command::Containers(c)
+        if matches!(**c, commands::containers::Command::Supervise(_)));
+    if !supervising {
         global::init_logging(&cli.global.log_level);
     }
     let result = match cli.command {
         Command::Images(c) => commands::images::run_top(&cli.global, c),
         Command::Image { command } => commands::images::run_image(&cli.global, command),
         Command::Auth(c) => commands::auth::run(&cli.global, c),
-        Command::Containers(c) => commands::containers::run(&cli.global, c),
+        Command::Containers(c) => commands::containers::run(&cli.global, *c),
     };
     match result {
         Ok(code) => std::process::exit(code),

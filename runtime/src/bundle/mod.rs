@@ -3,6 +3,7 @@
 
 mod command;
 mod etc_files;
+mod executable;
 mod options;
 mod seccomp;
 mod spec;
@@ -10,6 +11,7 @@ mod user;
 
 pub use command::command_line;
 pub use etc_files::write_etc_files;
+pub use executable::{check_executable, Unrunnable};
 pub use options::{ImageDefaults, Network, RunOptions, Tmpfs, Volume};
 pub use spec::build_spec;
 pub use user::{resolve_user, ResolvedUser};

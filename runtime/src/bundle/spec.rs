@@ -133,8 +133,10 @@ pub fn build_spec(
                 "permitted": CAPABILITIES,
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile, "hard": nofile}],
-            // docker's default: setuid binaries (su, ping) keep working.
-            "noNewPrivileges": false,
+            // Stricter than docker: setuid binaries cannot raise privileges.
+            // It is also what lets the runner install the seccomp filter
+            // after dropping CAP_SYS_ADMIN (the kernel demands one or the other).
+            "noNewPrivileges": true,
         },
         "root": {"path": rootfs, "readonly": opts.read_only},
         "hostname": hostname,

@@ -37,8 +37,17 @@ pub struct ContainerRecord {
     pub finished_at: Option<DateTime<Utc>>,
     /// PID of the container's init on the host (process level) or of the VMM.
     pub pid: Option<i32>,
-    /// PID of the supervisor that holds the container's stdio and exit status.
+    /// PID of the supervisor that holds the container's stdio and exit
+    /// status, and its start time (so a reused PID is not mistaken for it).
     pub supervisor_pid: Option<i32>,
+    #[serde(default)]
+    pub supervisor_start_time: Option<u64>,
+    /// `-i`: the container's stdin is a pipe the attached CLI feeds.
+    #[serde(default)]
+    pub stdin_open: bool,
+    /// `-t`: the container runs on a terminal.
+    #[serde(default)]
+    pub tty: bool,
     pub exit_code: Option<i32>,
     pub oom_killed: bool,
     /// Why the container stopped when it was not its own doing (e.g. the
@@ -65,6 +74,9 @@ impl ContainerRecord {
             finished_at: None,
             pid: None,
             supervisor_pid: None,
+            supervisor_start_time: None,
+            stdin_open: false,
+            tty: false,
             exit_code: None,
             oom_killed: false,
             error: None,

@@ -19,7 +19,9 @@ use super::terminal::{self, RawMode};
 pub fn attach(host: &Host, id: &ContainerId, interactive: bool, tty: bool) -> Result<i32> {
     let stream = host.attach(id).context("attaching to the container")?;
     let mut writer = stream.try_clone().context("attach socket")?;
-    Frame::Ready.write_to(&mut writer).context("attach socket")?;
+    Frame::Ready
+        .write_to(&mut writer)
+        .context("attach socket")?;
     let _raw = if tty { RawMode::enable() } else { None };
     if tty {
         if let Some((rows, cols)) = terminal::size() {
@@ -40,7 +42,10 @@ fn pump_stdin(mut writer: UnixStream) {
         match stdin.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => {
-                if Frame::Stdin(buf[..n].to_vec()).write_to(&mut writer).is_err() {
+                if Frame::Stdin(buf[..n].to_vec())
+                    .write_to(&mut writer)
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -53,8 +58,14 @@ fn pump_stdin(mut writer: UnixStream) {
 /// resizes travel as signals. Without one, docker's sig-proxy: signals to
 /// the CLI go to the container.
 fn forward_signals(host: &Host, id: &ContainerId, tty: bool, mut writer: UnixStream) {
-    let wanted: &[i32] = if tty { &[SIGWINCH] } else { &[SIGINT, SIGTERM, SIGHUP, SIGQUIT] };
-    let Ok(mut signals) = Signals::new(wanted) else { return };
+    let wanted: &[i32] = if tty {
+        &[SIGWINCH]
+    } else {
+        &[SIGINT, SIGTERM, SIGHUP, SIGQUIT]
+    };
+    let Ok(mut signals) = Signals::new(wanted) else {
+        return;
+    };
     let host = host.clone();
     let id = id.clone();
     std::thread::spawn(move || {

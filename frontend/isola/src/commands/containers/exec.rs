@@ -70,7 +70,12 @@ pub fn run(host: &Host, args: ExecArgs) -> Result<i32> {
 }
 
 fn resize(master: &File, rows: u16, cols: u16) {
-    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     let _ = rustix::termios::tcsetwinsize(master, size);
 }
 
@@ -104,7 +109,12 @@ fn proxy_terminal(master: File, interactive: bool) {
     let mut buf = [0u8; 16 * 1024];
     // EIO once the process's side is closed: the session is over.
     while let Ok(n) = output.read(&mut buf) {
-        if n == 0 || stdout.write_all(&buf[..n]).and_then(|_| stdout.flush()).is_err() {
+        if n == 0
+            || stdout
+                .write_all(&buf[..n])
+                .and_then(|_| stdout.flush())
+                .is_err()
+        {
             break;
         }
     }

@@ -9,7 +9,9 @@ pub fn parse_memory(s: &str) -> Result<i64> {
         Some(i) => s.split_at(i),
         None => (s.as_str(), ""),
     };
-    let value: f64 = digits.parse().with_context(|| format!("invalid memory size {s:?}"))?;
+    let value: f64 = digits
+        .parse()
+        .with_context(|| format!("invalid memory size {s:?}"))?;
     let scale: f64 = match unit.trim_end_matches('b') {
         "" => 1.0,
         "k" => 1024.0,

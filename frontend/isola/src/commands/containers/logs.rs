@@ -32,7 +32,10 @@ pub fn run(host: &Host, args: LogsArgs) -> Result<i32> {
     };
     let tail: Option<usize> = match args.tail.as_str() {
         "all" => None,
-        n => Some(n.parse().map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?),
+        n => Some(
+            n.parse()
+                .map_err(|_| anyhow::anyhow!("invalid --tail {n:?}: a number or all"))?,
+        ),
     };
     let path = host.paths(&id).log();
     let entries = read_all(&path, LOG_KEEP)?;
@@ -41,7 +44,10 @@ pub fn run(host: &Host, args: LogsArgs) -> Result<i32> {
     for entry in &entries[skip..] {
         print(entry, args.timestamps);
     }
-    while args.follow {
+    if !args.follow {
+        return Ok(0);
+    }
+    loop {
         let stopped = !matches!(host.record(&id), Ok(r) if r.status != ContainerStatus::Stopped);
         let entries = read_all(&path, LOG_KEEP)?;
         // After a rotation the count can shrink; restart from what is there.
@@ -60,7 +66,10 @@ pub fn run(host: &Host, args: LogsArgs) -> Result<i32> {
 
 fn print(entry: &LogEntry, timestamps: bool) {
     let prefix = if timestamps {
-        format!("{} ", entry.time.to_rfc3339_opts(SecondsFormat::Nanos, true))
+        format!(
+            "{} ",
+            entry.time.to_rfc3339_opts(SecondsFormat::Nanos, true)
+        )
     } else {
         String::new()
     };

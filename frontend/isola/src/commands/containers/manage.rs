@@ -57,10 +57,18 @@ pub struct WaitArgs {
 
 /// Applies `verb` to each container, docker-style: the reference is echoed
 /// on success, an error printed otherwise; exit 1 if any failed.
-fn each(host: &Host, refs: &[String], mut verb: impl FnMut(&ContainerId) -> Result<Option<String>>) -> i32 {
+fn each(
+    host: &Host,
+    refs: &[String],
+    mut verb: impl FnMut(&ContainerId) -> Result<Option<String>>,
+) -> i32 {
     let mut status = 0;
     for reference in refs {
-        match host.resolve(reference).map_err(anyhow::Error::from).and_then(|id| verb(&id)) {
+        match host
+            .resolve(reference)
+            .map_err(anyhow::Error::from)
+            .and_then(|id| verb(&id))
+        {
             Ok(Some(line)) => println!("{line}"),
             Ok(None) => println!("{reference}"),
             Err(e) => {
@@ -130,5 +138,7 @@ pub fn rm(host: &Host, args: RmArgs) -> Result<i32> {
 }
 
 pub fn wait(host: &Host, args: WaitArgs) -> Result<i32> {
-    Ok(each(host, &args.containers, |id| Ok(Some(host.wait(id)?.to_string()))))
+    Ok(each(host, &args.containers, |id| {
+        Ok(Some(host.wait(id)?.to_string()))
+    }))
 }

@@ -82,5 +82,6 @@ fn open_host(global: &GlobalOpts) -> anyhow::Result<Host> {
 /// container's program cannot run), and the message goes to stderr.
 pub fn fail(e: &anyhow::Error) -> i32 {
     eprintln!("isola: error: {e:#}");
-    e.downcast_ref::<isola_host::Error>().map_or(125, isola_host::Error::docker_exit_code)
+    e.downcast_ref::<isola_host::Error>()
+        .map_or(125, isola_host::Error::docker_exit_code)
 }

@@ -25,19 +25,28 @@ pub fn run(host: &Host, args: PsArgs) -> Result<i32> {
         .rev() // newest first, as docker
         .filter(|r| args.all || r.status == ContainerStatus::Running)
         .collect();
-    let id_of = |r: &ContainerRecord| if args.no_trunc { r.id.to_string() } else { r.id.short().to_string() };
+    let id_of = |r: &ContainerRecord| {
+        if args.no_trunc {
+            r.id.to_string()
+        } else {
+            r.id.short().to_string()
+        }
+    };
     if args.quiet {
         for r in &records {
             println!("{}", id_of(r));
         }
         return Ok(0);
     }
-    println!("{:<14}{:<24}{:<24}{:<18}{:<28}{:<10}NAMES", "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION");
+    println!(
+        "{:<14}{:<24}{:<24}{:<18}{:<28}{:<10}NAMES",
+        "CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "ISOLATION"
+    );
     let now = Utc::now();
     for r in &records {
         let mut command = format!("\"{}\"", r.command.join(" "));
-        if !args.no_trunc && command.len() > 22 {
-            command = format!("{}…\"", &command[..command.floor_char_boundary(20)]);
+        if !args.no_trunc && command.chars().count() > 22 {
+            command = format!("{}…\"", command.chars().take(20).collect::<String>());
         }
         println!(
             "{:<14}{:<24}{:<24}{:<18}{:<28}{:<10}{}",
@@ -56,7 +65,9 @@ pub fn run(host: &Host, args: PsArgs) -> Result<i32> {
 fn status(now: DateTime<Utc>, r: &ContainerRecord) -> String {
     match r.status {
         ContainerStatus::Created => "Created".into(),
-        ContainerStatus::Running => format!("Up {}", ago(now, r.started_at.unwrap_or(r.created_at))),
+        ContainerStatus::Running => {
+            format!("Up {}", ago(now, r.started_at.unwrap_or(r.created_at)))
+        }
         ContainerStatus::Stopped => format!(
             "Exited ({}) {} ago",
             r.exit_code.unwrap_or(0),

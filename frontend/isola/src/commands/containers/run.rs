@@ -103,7 +103,9 @@ impl ContainerFlags {
         };
         let isolation = match &self.isolation {
             Some(level) => level.clone(),
-            None => Config::load(&Config::path())?.isolation.map_or("process".into(), |i| i.to_string()),
+            None => Config::load(&Config::path())?
+                .isolation
+                .map_or("process".into(), |i| i.to_string()),
         };
         let run = RunOptions {
             args: self.command.clone(),
@@ -114,12 +116,26 @@ impl ContainerFlags {
             hostname: self.hostname.clone(),
             read_only: self.read_only,
             tty: self.tty,
-            memory: self.memory.as_deref().map(flags::parse_memory).transpose()?,
+            memory: self
+                .memory
+                .as_deref()
+                .map(flags::parse_memory)
+                .transpose()?,
             cpus: self.cpus,
             pids_limit: self.pids_limit,
             network,
-            volumes: self.volume.iter().map(|v| Volume::parse(v)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
-            tmpfs: self.tmpfs.iter().map(|t| Tmpfs::parse(t)).collect::<Result<_, _>>().map_err(anyhow::Error::msg)?,
+            volumes: self
+                .volume
+                .iter()
+                .map(|v| Volume::parse(v))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
+            tmpfs: self
+                .tmpfs
+                .iter()
+                .map(|t| Tmpfs::parse(t))
+                .collect::<Result<_, _>>()
+                .map_err(anyhow::Error::msg)?,
             isolation,
         };
         Ok(CreateRequest {

@@ -25,9 +25,14 @@ pub struct SuperviseArgs {
 pub fn run(global: &GlobalOpts, args: SuperviseArgs) -> Result<i32> {
     let id = ContainerId::try_from(args.id).context("container ID")?;
     let paths = ContainerPaths::new(&global.root, &id);
-    if let Ok(log) = File::options().create(true).append(true).open(paths.supervisor_log()) {
-        let filter = tracing_subscriber::EnvFilter::try_new(&global.log_level)
-            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    if let Ok(log) = File::options()
+        .create(true)
+        .append(true)
+        .open(paths.supervisor_log())
+    {
+        let filter =
+            tracing_subscriber::EnvFilter::try_new(crate::global::quiet_runner(&global.log_level))
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let _ = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(false)
@@ -37,7 +42,11 @@ pub fn run(global: &GlobalOpts, args: SuperviseArgs) -> Result<i32> {
     // The report pipe is our stdout at birth; keep it apart from fd 1,
     // which becomes the container's for the runner's create.
     let report: OwnedFd = rustix::io::dup(std::io::stdout()).context("report pipe")?;
-    let options = SupervisorOptions { root: global.root.clone(), id, wait_attach: args.wait_attach };
+    let options = SupervisorOptions {
+        root: global.root.clone(),
+        id,
+        wait_attach: args.wait_attach,
+    };
     match supervisor::run(&options, File::from(report)) {
         Ok(code) => Ok(code),
         Err(e) => {

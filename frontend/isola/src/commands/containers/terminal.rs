@@ -33,6 +33,8 @@ impl Drop for RawMode {
 
 /// The terminal's size as (rows, cols), from stdout or stdin.
 pub fn size() -> Option<(u16, u16)> {
-    let ws = tcgetwinsize(std::io::stdout()).or_else(|_| tcgetwinsize(std::io::stdin())).ok()?;
+    let ws = tcgetwinsize(std::io::stdout())
+        .or_else(|_| tcgetwinsize(std::io::stdin()))
+        .ok()?;
     (ws.ws_row > 0 && ws.ws_col > 0).then_some((ws.ws_row, ws.ws_col))
 }

@@ -1,0 +1,256 @@
+//! The per-container supervisor, like podman's conmon: one small process
+//! per running container that holds its stdio, writes its logs, reaps its
+//! init, records the exit status and serves `attach`. It runs in its own
+//! session, so it outlives the CLI that started it (`run -d`).
+//!
+//! Start-up talks to the spawning CLI over a report pipe (the supervisor's
+//! stdout at birth): one line, `created` or `error: <why>`, after the
+//! runner's `create`. The container then starts at once, or, when a CLI
+//! will attach (`run` without `-d`), once that CLI has connected and said
+//! `Ready`, so no early output is lost.
+
+mod attach;
+mod pump;
+mod stdio;
+
+use std::fs::File;
+use std::io::Write;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use isola_container::{CreateOptions, Runner};
+
+pub use attach::{Frame, MAX_PAYLOAD};
+pub use stdio::{console_listener, receive_master};
+
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::paths::{runner_root, ContainerPaths};
+use crate::state::{ContainerStatus, StateStore};
+use crate::{liveness, oom, teardown};
+
+/// Log files are capped at this size, with this many rotated copies.
+pub const LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+pub const LOG_KEEP: u32 = 2;
+
+/// How long a container waits for its attaching CLI before giving up.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// `waitpid` options that also see the runner's processes: it clones a
+/// container's init and exec'd processes with `CLONE_PARENT` and no exit
+/// signal, and the kernel hides such children from a plain `waitpid`
+/// unless `__WALL` is given.
+pub fn wait_all() -> rustix::process::WaitOptions {
+    const WALL: u32 = 0x4000_0000;
+    rustix::process::WaitOptions::from_bits_retain(WALL)
+}
+
+/// What the supervisor is told on its command line.
+#[derive(Debug, Clone)]
+pub struct SupervisorOptions {
+    pub root: PathBuf,
+    pub id: ContainerId,
+    /// Start the container only after the first attach.
+    pub wait_attach: bool,
+}
+
+/// Runs the supervisor to the container's end; returns its exit status.
+/// `report` is the pipe to the CLI that spawned it.
+pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
+    // Own session: no terminal's hangup or the CLI's death reaches us.
+    let _ = rustix::process::setsid();
+    // Orphans of the container (without a pid namespace) are ours to reap.
+    let _ = rustix::process::set_child_subreaper(Some(rustix::process::getpid()));
+
+    let store = StateStore::open(&opts.root)?;
+    let runner = Runner::new(runner_root(&opts.root))?;
+    let paths = ContainerPaths::new(&opts.root, &opts.id);
+    let record = store.load(&opts.id)?;
+
+    let prepared = prepare(opts, &store, &runner, &paths, record.stdin_open, record.tty);
+    let (mut session, listener) = match prepared {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(report, "error: {e}");
+            let _ = teardown::teardown(&opts.root, &store, &runner, &opts.id);
+            return Err(e);
+        }
+    };
+    let _ = writeln!(report, "created");
+    drop(report);
+
+    let first_client = if opts.wait_attach {
+        match wait_for_attach(&listener) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!("no CLI attached: {e}");
+                let _ = teardown::teardown(&opts.root, &store, &runner, &opts.id);
+                return Err(Error::io(paths.attach_socket())(e));
+            }
+        }
+    } else {
+        None
+    };
+
+    // The init's pid is known once created; a quick program may be gone
+    // (and its state say so) right after start.
+    session.pid = runner.state(opts.id.as_str())?.pid;
+    runner.start(opts.id.as_str())?;
+    let pid = session.pid;
+    let started = store.update(&opts.id, |r| {
+        r.status = ContainerStatus::Running;
+        r.started_at = Some(Utc::now());
+        r.pid = Some(pid);
+    });
+    if let Err(e) = started {
+        tracing::error!("recording the start: {e}");
+    }
+    tracing::info!(pid = session.pid, "container started");
+
+    let outcome = pump::run(&mut session, listener, first_client, &paths)?;
+    let code = finish(opts, &store, &runner, &session, outcome.code)?;
+    for mut client in outcome.clients {
+        let _ = Frame::Exit(code).write_to(&mut client);
+    }
+    Ok(code)
+}
+
+/// The supervisor's view of a created container.
+pub(crate) struct Session {
+    pub pid: i32,
+    pub host_ends: stdio::HostEnds,
+    pub master: Option<std::os::fd::OwnedFd>,
+    pub cgroups_path: String,
+}
+
+/// Binds the attach socket, makes the stdio, records the supervisor and
+/// has the runner create the container.
+fn prepare(
+    opts: &SupervisorOptions,
+    store: &StateStore,
+    runner: &Runner,
+    paths: &ContainerPaths,
+    interactive: bool,
+    tty: bool,
+) -> Result<(Session, UnixListener)> {
+    let attach_path = paths.attach_socket();
+    let _ = std::fs::remove_file(&attach_path);
+    let listener = UnixListener::bind(&attach_path).map_err(Error::io(&attach_path))?;
+
+    let me = std::process::id() as i32;
+    store.update(&opts.id, |r| {
+        r.supervisor_pid = Some(me);
+        r.supervisor_start_time = liveness::start_time(me);
+    })?;
+
+    let spec = std::fs::read(paths.config()).map_err(Error::io(paths.config()))?;
+    let spec: serde_json::Value =
+        serde_json::from_slice(&spec).map_err(|source| Error::CorruptState {
+            path: paths.config(),
+            source,
+        })?;
+    let cgroups_path = spec["linux"]["cgroupsPath"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+
+    let devnull = rustix::fs::open(
+        "/dev/null",
+        rustix::fs::OFlags::RDWR | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| Error::io("/dev/null")(e.into()))?;
+    let mut create = CreateOptions {
+        detach: true,
+        ..Default::default()
+    };
+    let (host_ends, master) = if tty {
+        let console = stdio::console_listener(&paths.console_socket())
+            .map_err(Error::io(paths.console_socket()))?;
+        create.console_socket = Some(paths.console_socket());
+        stdio::detach(&devnull).map_err(Error::io("stdio"))?;
+        let receiver = std::thread::spawn(move || stdio::receive_master(&console));
+        runner.create(opts.id.as_str(), &paths.bundle(), &create)?;
+        let master = receiver
+            .join()
+            .map_err(|_| Error::Invalid("console receiver panicked".into()))?
+            .map_err(Error::io(paths.console_socket()))?;
+        let _ = std::fs::remove_file(paths.console_socket());
+        (stdio::HostEnds::Terminal, Some(master))
+    } else {
+        let (host, container) = stdio::pipes(interactive).map_err(Error::io("pipe"))?;
+        stdio::install(&container, &devnull).map_err(Error::io("stdio"))?;
+        let created = runner.create(opts.id.as_str(), &paths.bundle(), &create);
+        stdio::detach(&devnull).map_err(Error::io("stdio"))?;
+        drop(container);
+        created?;
+        (host, None)
+    };
+    Ok((
+        Session {
+            pid: 0,
+            host_ends,
+            master,
+            cgroups_path,
+        },
+        listener,
+    ))
+}
+
+/// Waits for the attaching CLI's connection and its `Ready`.
+fn wait_for_attach(listener: &UnixListener) -> std::io::Result<UnixStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = Instant::now() + ATTACH_TIMEOUT;
+    let result = loop {
+        match listener.accept() {
+            Ok((mut stream, _)) => {
+                stream.set_nonblocking(false)?;
+                stream.set_read_timeout(Some(ATTACH_TIMEOUT))?;
+                match Frame::read_from(&mut stream)? {
+                    Some(Frame::Ready) => {
+                        stream.set_read_timeout(None)?;
+                        break Ok(stream);
+                    }
+                    other => tracing::warn!("attach without Ready ({other:?}); waiting on"),
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                if Instant::now() > deadline {
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "attach timed out",
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    listener.set_nonblocking(false)?;
+    result
+}
+
+/// Records the exit, removes the container if it was `--rm`, and returns
+/// the status.
+fn finish(
+    opts: &SupervisorOptions,
+    store: &StateStore,
+    runner: &Runner,
+    session: &Session,
+    code: i32,
+) -> Result<i32> {
+    let oom_killed = oom::was_oom_killed(&session.cgroups_path);
+    let (record, _) = store.update(&opts.id, |r| {
+        r.status = ContainerStatus::Stopped;
+        r.exit_code = Some(code);
+        r.finished_at = Some(Utc::now());
+        r.oom_killed = oom_killed;
+    })?;
+    tracing::info!(code, oom_killed, "container exited");
+    if record.auto_remove {
+        teardown::teardown(&opts.root, store, runner, &opts.id)?;
+    }
+    Ok(code)
+}

@@ -1,0 +1,220 @@
+//! The supervisor's running phase: container output to the log file and to
+//! attached CLIs, their input to the container, and the init's exit.
+//!
+//! One thread per source (each output, each client, the listener, the
+//! reaper) feeds one bounded channel; the main loop owns every sink. The
+//! bound is what keeps a container flooding stdout from growing our memory:
+//! its pipe simply fills and it waits, as under docker.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::sync::mpsc::{sync_channel, RecvTimeoutError, SyncSender};
+use std::time::{Duration, Instant};
+
+use rustix::process::wait;
+
+use super::wait_all;
+
+use super::attach::{Frame, MAX_PAYLOAD};
+use super::stdio::HostEnds;
+use super::{Session, LOG_KEEP, LOG_MAX_SIZE};
+use crate::error::{Error, Result};
+use crate::logs::{LogWriter, Stream};
+use crate::paths::ContainerPaths;
+
+/// Output still in flight after the init exits is read for at most this
+/// long (a daemonised grandchild may hold the pipe open forever).
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// A client that does not read its output for this long is dropped.
+const CLIENT_WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Event {
+    Output(Stream, Vec<u8>),
+    OutputClosed,
+    Client(UnixStream),
+    Input(Frame),
+    Exited(i32),
+}
+
+/// How the running phase ended: the init's status, and the CLIs still
+/// attached (they get `Exit` once the supervisor has cleaned up).
+pub(crate) struct Outcome {
+    pub code: i32,
+    pub clients: Vec<UnixStream>,
+}
+
+pub(crate) fn run(
+    session: &mut Session,
+    listener: UnixListener,
+    first_client: Option<UnixStream>,
+    paths: &ContainerPaths,
+) -> Result<Outcome> {
+    let (tx, rx) = sync_channel::<Event>(64);
+    let mut log = LogWriter::open(&paths.log(), LOG_MAX_SIZE, LOG_KEEP)?;
+
+    let mut stdin: Option<File> = None;
+    let mut terminal: Option<File> = None;
+    let mut open_outputs = 0;
+    match std::mem::replace(&mut session.host_ends, HostEnds::Terminal) {
+        HostEnds::Pipes {
+            stdin: input,
+            stdout,
+            stderr,
+        } => {
+            stdin = input.map(File::from);
+            spawn_reader(stdout, Stream::Stdout, tx.clone());
+            spawn_reader(stderr, Stream::Stderr, tx.clone());
+            open_outputs = 2;
+        }
+        HostEnds::Terminal => {
+            if let Some(master) = session.master.take() {
+                let reader = master.try_clone().map_err(Error::io("terminal"))?;
+                spawn_reader(reader, Stream::Stdout, tx.clone());
+                terminal = Some(File::from(master));
+                open_outputs = 1;
+            }
+        }
+    }
+    spawn_reaper(session.pid, tx.clone());
+    let mut clients = Vec::new();
+    if let Some(client) = first_client {
+        if let Some(writer) = client_writer(&client) {
+            clients.push(writer);
+        }
+        spawn_client_reader(client, tx.clone());
+    }
+    spawn_acceptor(listener, tx.clone());
+    drop(tx);
+
+    let mut exit: Option<(i32, Instant)> = None;
+    loop {
+        if let Some((code, at)) = exit {
+            if open_outputs == 0 || at.elapsed() > DRAIN_TIMEOUT {
+                let _ = log.flush();
+                return Ok(Outcome { code, clients });
+            }
+        }
+        let event = match rx.recv_timeout(Duration::from_millis(200)) {
+            Ok(e) => e,
+            Err(RecvTimeoutError::Timeout) => continue,
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(Error::Invalid("supervisor event sources vanished".into()))
+            }
+        };
+        match event {
+            Event::Output(stream, bytes) => {
+                if let Err(e) = log.write(stream, &bytes) {
+                    tracing::warn!("log write: {e}");
+                }
+                let frame = match stream {
+                    Stream::Stdout => Frame::Stdout(bytes),
+                    Stream::Stderr => Frame::Stderr(bytes),
+                };
+                clients.retain_mut(|c| frame.write_to(c).is_ok());
+            }
+            Event::OutputClosed => open_outputs -= 1,
+            Event::Client(writer) => clients.push(writer),
+            Event::Input(Frame::Stdin(bytes)) => {
+                let sink = terminal.as_mut().or(stdin.as_mut());
+                if let Some(sink) = sink {
+                    if sink.write_all(&bytes).is_err() {
+                        stdin = None;
+                    }
+                }
+            }
+            Event::Input(Frame::StdinEof) => stdin = None,
+            Event::Input(Frame::Resize { rows, cols }) => {
+                if let Some(t) = &terminal {
+                    let size = rustix::termios::Winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    if let Err(e) = rustix::termios::tcsetwinsize(t, size) {
+                        tracing::debug!("resize: {e}");
+                    }
+                }
+            }
+            Event::Input(_) => {}
+            Event::Exited(code) => exit = Some((code, Instant::now())),
+        }
+    }
+}
+
+fn spawn_reader(fd: OwnedFd, stream: Stream, tx: SyncSender<Event>) {
+    std::thread::spawn(move || {
+        let mut file = File::from(fd);
+        let mut buf = vec![0u8; MAX_PAYLOAD];
+        loop {
+            match file.read(&mut buf) {
+                // EIO is how a terminal master says its last slave closed.
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if tx.send(Event::Output(stream, buf[..n].to_vec())).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = tx.send(Event::OutputClosed);
+    });
+}
+
+/// Reaps every child (`wait`: pid -1; rustix maps `waitpid(None)` to 0,
+/// our process group only), the init and orphans reparented to us, reporting
+/// the init's status in docker's numbers.
+fn spawn_reaper(pid: i32, tx: SyncSender<Event>) {
+    std::thread::spawn(move || loop {
+        match wait(wait_all()) {
+            Ok(Some((child, status))) if child.as_raw_nonzero().get() == pid => {
+                let code = status
+                    .exit_status()
+                    .or_else(|| status.terminating_signal().map(|s| 128 + s))
+                    .unwrap_or(255);
+                let _ = tx.send(Event::Exited(code));
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!("waiting for the container's init ({pid}): {e}");
+                let _ = tx.send(Event::Exited(255));
+                return;
+            }
+        }
+    });
+}
+
+fn spawn_acceptor(listener: UnixListener, tx: SyncSender<Event>) {
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            let Ok(client) = client else { continue };
+            let Some(writer) = client_writer(&client) else {
+                continue;
+            };
+            if tx.send(Event::Client(writer)).is_err() {
+                return;
+            }
+            spawn_client_reader(client, tx.clone());
+        }
+    });
+}
+
+fn client_writer(client: &UnixStream) -> Option<UnixStream> {
+    let writer = client.try_clone().ok()?;
+    writer.set_write_timeout(Some(CLIENT_WRITE_TIMEOUT)).ok()?;
+    Some(writer)
+}
+
+fn spawn_client_reader(mut client: UnixStream, tx: SyncSender<Event>) {
+    std::thread::spawn(move || {
+        while let Ok(Some(frame)) = Frame::read_from(&mut client) {
+            if tx.send(Event::Input(frame)).is_err() {
+                return;
+            }
+        }
+    });
+}
