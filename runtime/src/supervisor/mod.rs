@@ -82,7 +82,7 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
     drop(report);
 
     let first_client = if opts.wait_attach {
-        match wait_for_attach(&listener) {
+        match wait_for_attach(&listener, &session) {
             Ok(client) => Some(client),
             Err(e) => {
                 tracing::error!("no CLI attached: {e}");
@@ -199,8 +199,10 @@ fn prepare(
     ))
 }
 
-/// Waits for the attaching CLI's connection and its `Ready`.
-fn wait_for_attach(listener: &UnixListener) -> std::io::Result<UnixStream> {
+/// Waits for the attaching CLI's connection and its `Ready`; a terminal
+/// size sent before `Ready` is applied at once, so the program starts with
+/// the right size.
+fn wait_for_attach(listener: &UnixListener, session: &Session) -> std::io::Result<UnixStream> {
     listener.set_nonblocking(true)?;
     let deadline = Instant::now() + ATTACH_TIMEOUT;
     let result = loop {
@@ -208,20 +210,29 @@ fn wait_for_attach(listener: &UnixListener) -> std::io::Result<UnixStream> {
             Ok((mut stream, _)) => {
                 stream.set_nonblocking(false)?;
                 stream.set_read_timeout(Some(ATTACH_TIMEOUT))?;
-                match Frame::read_from(&mut stream)? {
-                    Some(Frame::Ready) => {
-                        stream.set_read_timeout(None)?;
-                        break Ok(stream);
+                loop {
+                    match Frame::read_from(&mut stream)? {
+                        Some(Frame::Ready) => break,
+                        Some(Frame::Resize { rows, cols }) => {
+                            if let Some(master) = &session.master {
+                                stdio::resize(master, rows, cols);
+                            }
+                        }
+                        Some(other) => tracing::debug!("before Ready: {other:?}"),
+                        None => {
+                            return Err(std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the attaching CLI hung up",
+                            ))
+                        }
                     }
-                    other => tracing::warn!("attach without Ready ({other:?}); waiting on"),
                 }
+                stream.set_read_timeout(None)?;
+                break Ok(stream);
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if Instant::now() > deadline {
-                    break Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "attach timed out",
-                    ));
+                    break Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "attach timed out"));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

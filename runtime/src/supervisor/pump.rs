@@ -128,15 +128,7 @@ pub(crate) fn run(
             Event::Input(Frame::StdinEof) => stdin = None,
             Event::Input(Frame::Resize { rows, cols }) => {
                 if let Some(t) = &terminal {
-                    let size = rustix::termios::Winsize {
-                        ws_row: rows,
-                        ws_col: cols,
-                        ws_xpixel: 0,
-                        ws_ypixel: 0,
-                    };
-                    if let Err(e) = rustix::termios::tcsetwinsize(t, size) {
-                        tracing::debug!("resize: {e}");
-                    }
+                    super::stdio::resize(t, rows, cols);
                 }
             }
             Event::Input(_) => {}

@@ -19,15 +19,16 @@ use super::terminal::{self, RawMode};
 pub fn attach(host: &Host, id: &ContainerId, interactive: bool, tty: bool) -> Result<i32> {
     let stream = host.attach(id).context("attaching to the container")?;
     let mut writer = stream.try_clone().context("attach socket")?;
-    Frame::Ready
-        .write_to(&mut writer)
-        .context("attach socket")?;
     let _raw = if tty { RawMode::enable() } else { None };
     if tty {
         if let Some((rows, cols)) = terminal::size() {
             let _ = Frame::Resize { rows, cols }.write_to(&mut writer);
         }
     }
+    // After the size, so the program starts on the right-sized terminal.
+    Frame::Ready
+        .write_to(&mut writer)
+        .context("attach socket")?;
     forward_signals(host, id, tty, writer.try_clone().context("attach socket")?);
     if interactive {
         std::thread::spawn(move || pump_stdin(writer));
