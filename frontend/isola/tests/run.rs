@@ -1,0 +1,614 @@
+//! `isola run` and the container lifecycle, end to end with real images on
+//! the real kernel: every flag observed from inside the container, exit
+//! codes, signals, stdio, terminals, detached containers with logs, exec,
+//! stop and wait, a killed supervisor, name races, 50 containers at once,
+//! and bad input. Each table runs at every level in `LEVELS`.
+
+mod run_support;
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use run_support::{stdout, text, Store, LEVELS};
+
+/// One row: run flags, the command, and what must come back.
+struct Case {
+    what: &'static str,
+    flags: &'static [&'static str],
+    command: &'static [&'static str],
+    code: i32,
+    stdout: &'static str,
+}
+
+const FLAG_CASES: &[Case] = &[
+    Case { what: "plain output", flags: &[], command: &["echo", "hello"], code: 0, stdout: "hello\n" },
+    Case { what: "exit code", flags: &[], command: &["sh", "-c", "exit 42"], code: 42, stdout: "" },
+    Case { what: "killed by a signal", flags: &[], command: &["sh", "-c", "sleep 5 & kill -9 $!; wait $!; exit $?"], code: 137, stdout: "" },
+    Case { what: "-e", flags: &["-e", "GREETING=hi there"], command: &["sh", "-c", "echo $GREETING"], code: 0, stdout: "hi there\n" },
+    Case { what: "-w", flags: &["-w", "/tmp"], command: &["pwd"], code: 0, stdout: "/tmp\n" },
+    Case { what: "-u uid", flags: &["-u", "65534"], command: &["id", "-u"], code: 0, stdout: "65534\n" },
+    Case { what: "-u name:group", flags: &["-u", "nobody:nogroup"], command: &["id", "-un"], code: 0, stdout: "nobody\n" },
+    Case { what: "--entrypoint", flags: &["--entrypoint", "echo"], command: &["from", "entrypoint"], code: 0, stdout: "from entrypoint\n" },
+    Case { what: "--hostname", flags: &["--hostname", "box1"], command: &["hostname"], code: 0, stdout: "box1\n" },
+    Case { what: "--read-only", flags: &["--read-only"], command: &["sh", "-c", "touch /x 2>/dev/null || echo refused"], code: 0, stdout: "refused\n" },
+    Case { what: "writable by default", flags: &[], command: &["sh", "-c", "touch /x && echo written"], code: 0, stdout: "written\n" },
+    Case { what: "--tmpfs", flags: &["--tmpfs", "/scratch"], command: &["sh", "-c", "grep ' /scratch ' /proc/mounts | cut -d' ' -f3"], code: 0, stdout: "tmpfs\n" },
+    Case { what: "--memory", flags: &["--memory", "64m"], command: &["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max"], code: 0, stdout: "67108864\n" },
+    Case { what: "--pids-limit", flags: &["--pids-limit", "20"], command: &["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"], code: 0, stdout: "20\n" },
+    Case { what: "--cpus", flags: &["--cpus", "0.5"], command: &["sh", "-c", "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"], code: 0, stdout: "50000\n" },
+    Case { what: "--network none: only lo", flags: &["--network", "none"], command: &["ls", "/sys/class/net"], code: 0, stdout: "lo\n" },
+    Case { what: "own pid namespace", flags: &[], command: &["sh", "-c", "echo $$"], code: 0, stdout: "1\n" },
+    Case { what: "masked /proc/timer_list", flags: &[], command: &["sh", "-c", "wc -c < /proc/timer_list"], code: 0, stdout: "0\n" },
+    Case { what: "read-only /proc/sys", flags: &[], command: &["sh", "-c", "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo refused"], code: 0, stdout: "refused\n" },
+    Case { what: "seccomp denies unshare", flags: &[], command: &["sh", "-c", "unshare -U true 2>/dev/null || echo denied"], code: 0, stdout: "denied\n" },
+    Case { what: "command not found", flags: &[], command: &["no-such-program"], code: 127, stdout: "" },
+    Case { what: "not executable", flags: &[], command: &["/etc/passwd"], code: 126, stdout: "" },
+];
+
+#[test]
+fn flags_are_observable_inside_the_container() {
+    let store = Store::new();
+    for level in LEVELS {
+        for case in FLAG_CASES {
+            let mut args = vec!["run", "--rm", "--isolation", level];
+            args.extend(case.flags);
+            args.push("busybox");
+            args.extend(case.command);
+            let out = store.run(&args);
+            assert_eq!(
+                out.status.code(),
+                Some(case.code),
+                "[{level}] {}: {}",
+                case.what,
+                text(&out)
+            );
+            assert_eq!(
+                stdout(&out),
+                case.stdout,
+                "[{level}] {}: {}",
+                case.what,
+                text(&out)
+            );
+        }
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn env_file_volumes_and_host_network() {
+    let store = Store::new();
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# comment\nA=1\n\nB=two words\n").unwrap();
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).unwrap();
+    std::fs::write(shared.join("from-host"), "host data\n").unwrap();
+    for level in LEVELS {
+        let out = store.ok(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "--env-file",
+            env_file.to_str().unwrap(),
+            "busybox",
+            "sh",
+            "-c",
+            "echo $A-$B",
+        ]);
+        assert_eq!(out, "1-two words\n");
+
+        let rw = format!("{}:/data", shared.display());
+        let out = store.ok(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "-v",
+            &rw,
+            "busybox",
+            "sh",
+            "-c",
+            "cat /data/from-host; echo container data > /data/from-container",
+        ]);
+        assert_eq!(out, "host data\n");
+        assert_eq!(
+            std::fs::read_to_string(shared.join("from-container")).unwrap(),
+            "container data\n"
+        );
+
+        let ro = format!("{}:/data:ro", shared.display());
+        let out = store.ok(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "-v",
+            &ro,
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /data/nope 2>/dev/null || echo refused",
+        ]);
+        assert_eq!(out, "refused\n");
+        assert!(!shared.join("nope").exists());
+
+        let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
+        let out = store.ok(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "--network",
+            "host",
+            "busybox",
+            "ls",
+            "/sys/class/net",
+        ]);
+        assert_eq!(
+            out.lines().count(),
+            host_links,
+            "--network host sees the host's links: {out}"
+        );
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn stdio_streams_stay_apart_and_stdin_reaches_the_container() {
+    let store = Store::new();
+    for level in LEVELS {
+        let out = store.run(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "busybox",
+            "sh",
+            "-c",
+            "echo out; echo err >&2",
+        ]);
+        assert_eq!(stdout(&out), "out\n");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "err\n");
+
+        let mut child = store
+            .isola()
+            .args([
+                "run",
+                "--rm",
+                "-i",
+                "--isolation",
+                level,
+                "busybox",
+                "sh",
+                "-c",
+                "tr a-z A-Z; echo done",
+            ])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"piped input\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            stdout(&out),
+            "PIPED INPUT\ndone\n",
+            "stdin EOF must reach the container"
+        );
+
+        // Without -i the container's stdin is empty, not the caller's.
+        let out = store.run(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "busybox",
+            "sh",
+            "-c",
+            "cat; echo eof",
+        ]);
+        assert_eq!(stdout(&out), "eof\n");
+    }
+}
+
+#[test]
+fn a_terminal_through_a_real_pty() {
+    let store = Store::new();
+    for level in LEVELS {
+        // `script` gives isola a real pty sized 33x111.
+        let cmd = format!(
+            "stty rows 33 cols 111; {} --root {} run --rm -it --isolation {level} busybox sh -c 'tty; stty size'",
+            run_support::ISOLA,
+            store.path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let s = stdout(&out);
+        assert!(
+            s.contains("/dev/pts/0"),
+            "[{level}] no terminal inside: {}",
+            text(&out)
+        );
+        assert!(
+            s.contains("33 111"),
+            "[{level}] size not propagated: {}",
+            text(&out)
+        );
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn detached_logs_exec_stop_wait() {
+    let store = Store::new();
+    for level in LEVELS {
+        let name = format!("web-{level}");
+        let id = store.ok(&["run", "-d", "--isolation", level, "--name", &name, "busybox", "sh", "-c",
+            "trap 'echo got TERM; exit 7' TERM; echo started; echo warn >&2; while true; do sleep 0.1; done"]);
+        let id = id.trim().to_string();
+        assert_eq!(id.len(), 64, "run -d prints the full ID");
+
+        wait_for(|| store.ok(&["logs", &name]).contains("started"));
+        let ps = store.ok(&["ps"]);
+        assert!(ps.contains(&id[..12]) && ps.contains("Up "), "{ps}");
+        assert!(store.ok(&["ps", "-q"]).lines().any(|l| l == &id[..12]));
+
+        let out = store.run(&["logs", "-t", &name]);
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("warn"),
+            "stderr stays stderr in logs"
+        );
+        assert!(
+            stdout(&out)
+                .split_whitespace()
+                .next()
+                .is_some_and(|t| t.ends_with('Z')),
+            "-t timestamps"
+        );
+
+        let out = store.ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            &name,
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(hostname)",
+        ]);
+        assert_eq!(out, format!("1 /tmp {}\n", &id[..12]));
+        let out = store.run(&["exec", &id[..8], "sh", "-c", "exit 5"]);
+        assert_eq!(
+            out.status.code(),
+            Some(5),
+            "exec's status, container found by ID prefix"
+        );
+        let out = store.ok(&["exec", "-u", "nobody", &name, "id", "-u"]);
+        assert_eq!(out, "65534\n");
+
+        let follower = store
+            .isola()
+            .args(["logs", "-f", &name])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        store.ok(&["stop", "-t", "10", &name]);
+        let followed = follower.wait_with_output().unwrap();
+        assert!(
+            stdout(&followed).contains("got TERM"),
+            "logs -f ends with the container: {}",
+            text(&followed)
+        );
+        assert_eq!(store.ok(&["wait", &name]), "7\n");
+        let ps = store.ok(&["ps", "-a"]);
+        assert!(ps.contains("Exited (7)"), "{ps}");
+        let inspect: serde_json::Value =
+            serde_json::from_str(&store.ok(&["inspect", &name])).unwrap();
+        assert_eq!(inspect[0]["State"]["ExitCode"], 7);
+        assert_eq!(inspect[0]["Isolation"], *level);
+
+        // A stopped container starts again, keeping its writable layer.
+        store.ok(&["start", &name]);
+        wait_for(|| store.ok(&["ps"]).contains(&id[..12]));
+        store.ok(&["rm", "-f", &name]);
+        store.assert_gone(&id);
+    }
+}
+
+#[test]
+fn stop_escalates_to_sigkill_after_the_grace_period() {
+    let store = Store::new();
+    for level in LEVELS {
+        let name = format!("stubborn-{level}");
+        let id = store.ok(&[
+            "run",
+            "-d",
+            "--isolation",
+            level,
+            "--name",
+            &name,
+            "busybox",
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+        ]);
+        wait_for(|| store.ok(&["logs", &name]).contains("ready"));
+        store.ok(&["stop", "-t", "1", &name]);
+        assert_eq!(store.ok(&["wait", &name]), "137\n");
+        store.ok(&["rm", &name]);
+        store.assert_gone(id.trim());
+    }
+}
+
+#[test]
+fn kill_sends_the_signal_and_rm_refuses_a_running_container() {
+    let store = Store::new();
+    for level in LEVELS {
+        let name = format!("k-{level}");
+        let id = store.ok(&[
+            "run",
+            "-d",
+            "--isolation",
+            level,
+            "--name",
+            &name,
+            "busybox",
+            "sh",
+            "-c",
+            "trap 'exit 12' USR1; echo ready; while true; do sleep 0.1; done",
+        ]);
+        wait_for(|| store.ok(&["logs", &name]).contains("ready"));
+        let out = store.run(&["rm", &name]);
+        assert!(
+            !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("running"),
+            "{}",
+            text(&out)
+        );
+        store.ok(&["kill", "-s", "USR1", &name]);
+        assert_eq!(store.ok(&["wait", &name]), "12\n");
+        store.ok(&["rm", &name]);
+        store.assert_gone(id.trim());
+    }
+}
+
+#[test]
+fn rm_leaves_nothing_behind() {
+    let store = Store::new();
+    for level in LEVELS {
+        let id = store.ok(&[
+            "run",
+            "-d",
+            "--rm",
+            "--isolation",
+            level,
+            "--memory",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /written; exit 0",
+        ]);
+        let id = id.trim();
+        wait_for(|| !store.path().join("containers").join(id).exists());
+        store.assert_gone(id);
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn a_killed_supervisor_is_detected_and_cleaned_up() {
+    let store = Store::new();
+    for level in LEVELS {
+        let name = format!("orphan-{level}");
+        let id = store.ok(&[
+            "run",
+            "-d",
+            "--isolation",
+            level,
+            "--name",
+            &name,
+            "busybox",
+            "sleep",
+            "600",
+        ]);
+        let id = id.trim().to_string();
+        let supervisor = store.state(&id)["supervisor_pid"].as_i64().unwrap() as i32;
+        let status = Command::new("kill")
+            .args(["-9", &supervisor.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        wait_for(|| {
+            !std::path::Path::new(&format!("/proc/{supervisor}/cmdline")).exists()
+                || std::fs::read(format!("/proc/{supervisor}/cmdline"))
+                    .map_or(true, |c| c.is_empty())
+        });
+
+        let ps = store.ok(&["ps", "-a"]);
+        assert!(
+            ps.contains("Exited (137)"),
+            "the container shows as exited: {ps}"
+        );
+        let inspect: serde_json::Value =
+            serde_json::from_str(&store.ok(&["inspect", &name])).unwrap();
+        assert!(
+            inspect[0]["State"]["Error"]
+                .as_str()
+                .unwrap()
+                .contains("supervisor"),
+            "{inspect}"
+        );
+        store.ok(&["rm", &name]);
+        store.assert_gone(&id);
+    }
+}
+
+#[test]
+fn two_runs_with_one_name_exactly_one_wins() {
+    let store = Store::new();
+    for level in LEVELS {
+        let name = format!("dup-{level}");
+        let spawn = || {
+            store
+                .isola()
+                .args([
+                    "run",
+                    "-d",
+                    "--isolation",
+                    level,
+                    "--name",
+                    &name,
+                    "busybox",
+                    "sleep",
+                    "30",
+                ])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (a, b) = (spawn(), spawn());
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        let winners = [&a, &b].iter().filter(|o| o.status.success()).count();
+        assert_eq!(winners, 1, "{}\n{}", text(&a), text(&b));
+        let loser = if a.status.success() { &b } else { &a };
+        assert_eq!(loser.status.code(), Some(125));
+        assert!(
+            String::from_utf8_lossy(&loser.stderr).contains("already in use"),
+            "{}",
+            text(loser)
+        );
+        store.ok(&["rm", "-f", &name]);
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn fifty_containers_at_once() {
+    let store = Store::new();
+    for level in LEVELS {
+        let children: Vec<_> = (0..50)
+            .map(|i| {
+                store
+                    .isola()
+                    .args([
+                        "run",
+                        "--rm",
+                        "--isolation",
+                        level,
+                        "busybox",
+                        "sh",
+                        "-c",
+                        &format!("echo {i}"),
+                    ])
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for (i, child) in children.into_iter().enumerate() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                out.status.success(),
+                "[{level}] container {i}: {}",
+                text(&out)
+            );
+            assert_eq!(stdout(&out), format!("{i}\n"));
+        }
+        store.assert_empty();
+    }
+}
+
+#[test]
+fn bad_input_is_refused_with_125_and_leaves_nothing() {
+    let store = Store::new();
+    let cases: &[(&[&str], &str)] = &[
+        (&["run", "--rm", "no-such-image"], "no-such-image"),
+        (
+            &["run", "--rm", "--memory", "lots", "busybox", "true"],
+            "memory",
+        ),
+        (
+            &["run", "--rm", "-v", "/no/such/dir:/data", "busybox", "true"],
+            "does not exist",
+        ),
+        (
+            &["run", "--rm", "--network", "bridge", "busybox", "true"],
+            "network",
+        ),
+        (
+            &["run", "--rm", "--isolation", "kvm", "busybox", "true"],
+            "isolation",
+        ),
+        (
+            &["run", "--rm", "--name", "../x", "busybox", "true"],
+            "name",
+        ),
+        (&["run", "--rm", "-u", "ghost", "busybox", "true"], "ghost"),
+        (&["run", "--no-such-flag", "busybox"], "no-such-flag"),
+        (
+            &["run", "--rm", "--isolation", "vm", "busybox", "true"],
+            "not available yet",
+        ),
+    ];
+    for (args, mentions) in cases {
+        let out = store.run(args);
+        assert_eq!(out.status.code(), Some(125), "{args:?}: {}", text(&out));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(mentions),
+            "{args:?} should mention {mentions:?}: {err}"
+        );
+    }
+    for missing in [
+        &["stop", "nobody-here"][..],
+        &["rm", "nobody-here"],
+        &["logs", "nobody-here"],
+    ] {
+        let out = store.run(missing);
+        assert!(!out.status.success(), "{missing:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("no such container"),
+            "{}",
+            text(&out)
+        );
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn the_debian_image_runs_with_its_own_userland() {
+    let store = Store::with_images(true);
+    for level in LEVELS {
+        let out = store.ok(&["run", "--rm", "--isolation", level, "debian:bookworm", "sh", "-c",
+            "cat /etc/debian_version >/dev/null && cat /etc/isola-layer && test ! -e /usr/share/doc/debconf && echo ok"]);
+        assert_eq!(
+            out, "isola test image, layer 2\nok\n",
+            "the upper layer and its whiteout apply"
+        );
+    }
+    store.assert_empty();
+}
+
+fn wait_for(mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out waiting for a condition"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
