@@ -248,6 +248,85 @@ fn a_terminal_through_a_real_pty() {
 }
 
 #[test]
+fn ctrl_c_in_a_terminal_goes_to_the_container() {
+    use std::io::{BufRead, BufReader};
+    let store = Store::new();
+    for level in LEVELS {
+        let cmd = format!(
+            "{} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"echo got INT; exit 3\" INT; echo ready; while true; do sleep 0.1; done'",
+            run_support::ISOLA,
+            store.path().display()
+        );
+        let mut script = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(script.stdout.take().unwrap()).lines();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains("ready"))),
+            "[{level}] never ready"
+        );
+        let mut stdin = script.stdin.take().unwrap();
+        stdin.write_all(b"\x03").unwrap();
+        assert!(
+            lines.any(|l| l.is_ok_and(|l| l.contains("got INT"))),
+            "[{level}] ^C did not reach the container"
+        );
+        drop(stdin);
+        assert_eq!(
+            script.wait().unwrap().code(),
+            Some(3),
+            "[{level}] the container's status"
+        );
+    }
+    store.assert_empty();
+}
+
+#[test]
+fn a_terminal_resize_reaches_the_container() {
+    let store = Store::new();
+    for level in LEVELS {
+        // tmux owns the outer terminal, so the test can resize it.
+        let session = format!("isola-resize-{}-{level}", std::process::id());
+        let cmd = format!(
+            "{} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"stty size\" WINCH; stty size; while true; do sleep 0.1; done'",
+            run_support::ISOLA,
+            store.path().display()
+        );
+        let tmux = |args: &[&str]| {
+            Command::new("tmux")
+                .args(args)
+                .output()
+                .expect("tmux is not installed (./build.sh installs it)")
+        };
+        let out = tmux(&[
+            "new-session",
+            "-d",
+            "-s",
+            &session,
+            "-x",
+            "80",
+            "-y",
+            "24",
+            &cmd,
+        ]);
+        assert!(out.status.success(), "{}", text(&out));
+        let pane = || stdout(&tmux(&["capture-pane", "-t", &session, "-p"]));
+        wait_for(|| pane().contains("24 80"));
+        tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "40"]);
+        wait_for(|| pane().contains("40 100"));
+        tmux(&["kill-session", "-t", &session]);
+        // As with docker, a CLI that goes away leaves its container running.
+        let running = store.ok(&["ps", "-q"]);
+        assert_eq!(running.lines().count(), 1, "{running}");
+        store.ok(&["rm", "-f", running.trim()]);
+    }
+    store.assert_empty();
+}
+
+#[test]
 fn detached_logs_exec_stop_wait() {
     let store = Store::new();
     for level in LEVELS {
