@@ -691,3 +691,22 @@ fn wait_for(mut condition: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_image_in_use_cannot_be_removed() {
+    let store = Store::new();
+    let id = store.ok(&["create", "--name", "holder", "busybox", "true"]);
+    let out = store.run(&["rmi", "busybox"]);
+    assert!(!out.status.success(), "{}", text(&out));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("holder"),
+        "{}",
+        text(&out)
+    );
+    store.ok(&["image", "prune"]);
+    // The layers survived: the created container still runs.
+    store.ok(&["start", "-a", "holder"]);
+    store.ok(&["rm", "holder"]);
+    store.assert_gone(id.trim());
+    store.ok(&["rmi", "busybox"]);
+}

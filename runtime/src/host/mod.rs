@@ -4,6 +4,7 @@
 mod attach;
 mod create;
 mod exec;
+mod images;
 mod inspect;
 mod reconcile;
 mod remove;

@@ -232,7 +232,10 @@ fn wait_for_attach(listener: &UnixListener, session: &Session) -> std::io::Resul
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 if Instant::now() > deadline {
-                    break Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "attach timed out"));
+                    break Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "attach timed out",
+                    ));
                 }
                 std::thread::sleep(Duration::from_millis(5));
             }

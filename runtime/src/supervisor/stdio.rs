@@ -100,7 +100,12 @@ pub fn receive_master(listener: &UnixListener) -> std::io::Result<OwnedFd> {
 
 /// Sets a terminal's size (TIOCSWINSZ on its master).
 pub fn resize(master: &impl std::os::fd::AsFd, rows: u16, cols: u16) {
-    let size = rustix::termios::Winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    let size = rustix::termios::Winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
     if let Err(e) = rustix::termios::tcsetwinsize(master, size) {
         tracing::debug!("resize: {e}");
     }

@@ -343,10 +343,12 @@ fn list(g: &GlobalOpts, l: List) -> anyhow::Result<i32> {
 }
 
 fn remove(g: &GlobalOpts, r: Remove) -> anyhow::Result<i32> {
-    let store = g.store()?;
+    // Through the host runtime: it knows which images containers still use.
+    let exe = std::env::current_exe().context("finding the isola binary")?;
+    let host = isola_host::Host::open(&g.root, exe)?;
     let mut failed = false;
     for image in &r.images {
-        match store.remove(image, r.force) {
+        match host.remove_image(image, r.force) {
             Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
             Err(e) => {
                 eprintln!("isola: error: removing {image}: {e}");
