@@ -12,12 +12,16 @@
 //! <root>/runner/<id>/                  the runner's (libcontainer's) state
 //! ```
 //!
-//! Unix socket paths are limited to 107 bytes, so a `--root` deeper than
-//! about 20 characters beyond `/var/lib/isola` is refused up front.
+//! Unix socket paths are limited to 107 bytes, which a deep `--root`
+//! exceeds; sockets are therefore bound and reached through a short
+//! `/proc/self/fd/<dir fd>/<name>` path (see [`SocketDir`]).
 
 use std::path::{Path, PathBuf};
 
 use crate::id::ContainerId;
+
+pub const ATTACH_SOCKET: &str = "attach.sock";
+pub const CONSOLE_SOCKET: &str = "console.sock";
 
 /// Paths of one container.
 #[derive(Debug, Clone)]
@@ -53,10 +57,10 @@ impl ContainerPaths {
         self.dir.join("container.log")
     }
     pub fn attach_socket(&self) -> PathBuf {
-        self.dir.join("attach.sock")
+        self.dir.join(ATTACH_SOCKET)
     }
     pub fn console_socket(&self) -> PathBuf {
-        self.dir.join("console.sock")
+        self.dir.join(CONSOLE_SOCKET)
     }
     pub fn supervisor_log(&self) -> PathBuf {
         self.dir.join("supervisor.log")
@@ -68,19 +72,51 @@ pub fn runner_root(root: &Path) -> PathBuf {
     root.join("runner")
 }
 
-/// The longest socket path a root leads to, checked against the kernel's
-/// limit for `sun_path`.
-pub fn check_root_length(root: &Path) -> Result<(), String> {
-    let longest = root
-        .join("containers")
-        .join("0".repeat(64))
-        .join("console.sock");
-    let len = longest.as_os_str().len();
-    if len > 107 {
-        return Err(format!(
-            "--root {} is too long: container sockets under it would be {len} bytes, the kernel allows 107",
-            root.display()
-        ));
+/// A directory held open so that a socket inside it has a short name,
+/// `/proc/self/fd/<fd>/<name>`, however long the directory's own path. The
+/// name is valid only in this process, while this value lives.
+#[derive(Debug)]
+pub struct SocketDir {
+    dir: std::fs::File,
+}
+
+impl SocketDir {
+    pub fn open(dir: &Path) -> std::io::Result<SocketDir> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(rustix::fs::OFlags::DIRECTORY.bits() as i32)
+            .open(dir)?;
+        Ok(SocketDir { dir })
     }
-    Ok(())
+
+    /// The short path of `name` inside the directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        use std::os::fd::AsRawFd;
+        PathBuf::from(format!("/proc/self/fd/{}/{name}", self.dir.as_raw_fd()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    #[test]
+    fn sockets_work_under_a_very_deep_directory() {
+        let deep = std::env::temp_dir()
+            .join(format!("isola-deep-{}", std::process::id()))
+            .join("d".repeat(100))
+            .join("e".repeat(100));
+        std::fs::create_dir_all(&deep).unwrap();
+        let dir = SocketDir::open(&deep).unwrap();
+        let listener = UnixListener::bind(dir.path("attach.sock")).unwrap();
+        assert!(deep.join("attach.sock").exists());
+        let _client = UnixStream::connect(dir.path("attach.sock")).unwrap();
+        assert!(listener.accept().is_ok());
+        std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("isola-deep-{}", std::process::id())),
+        )
+        .unwrap();
+    }
 }

@@ -14,6 +14,7 @@ use super::Host;
 use crate::bundle::resolve_user;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
+use crate::paths::SocketDir;
 use crate::state::ContainerStatus;
 use crate::supervisor;
 
@@ -92,8 +93,9 @@ impl Host {
             ..Default::default()
         };
         let result = if request.tty {
-            let listener =
-                supervisor::console_listener(&console_path).map_err(Error::io(&console_path));
+            let listener = SocketDir::open(&paths.dir)
+                .and_then(|dir| supervisor::console_listener(&dir.path(&format!("{tag}.sock"))))
+                .map_err(Error::io(&console_path));
             listener.and_then(|listener| {
                 options.console_socket = Some(console_path.clone());
                 let receiver = std::thread::spawn(move || supervisor::receive_master(&listener));

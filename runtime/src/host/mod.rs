@@ -20,9 +20,9 @@ pub use create::CreateRequest;
 pub use exec::{ExecProcess, ExecRequest};
 pub use start::Supervisor;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::id::ContainerId;
-use crate::paths::{check_root_length, runner_root, ContainerPaths};
+use crate::paths::{runner_root, ContainerPaths};
 use crate::state::{ContainerRecord, StateStore};
 
 /// The host side of every container under one `--root`.
@@ -39,7 +39,6 @@ pub struct Host {
 impl Host {
     /// Opens the state, the runner and the image store under `root`.
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Host> {
-        check_root_length(root).map_err(Error::Invalid)?;
         Ok(Host {
             root: root.to_path_buf(),
             store: StateStore::open(root)?,

@@ -27,7 +27,7 @@ pub use stdio::{console_listener, receive_master};
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
-use crate::paths::{runner_root, ContainerPaths};
+use crate::paths::{runner_root, ContainerPaths, SocketDir, ATTACH_SOCKET, CONSOLE_SOCKET};
 use crate::state::{ContainerStatus, StateStore};
 use crate::{liveness, oom, teardown};
 
@@ -137,7 +137,9 @@ fn prepare(
 ) -> Result<(Session, UnixListener)> {
     let attach_path = paths.attach_socket();
     let _ = std::fs::remove_file(&attach_path);
-    let listener = UnixListener::bind(&attach_path).map_err(Error::io(&attach_path))?;
+    let sockets = SocketDir::open(&paths.dir).map_err(Error::io(&paths.dir))?;
+    let listener =
+        UnixListener::bind(sockets.path(ATTACH_SOCKET)).map_err(Error::io(&attach_path))?;
 
     let me = std::process::id() as i32;
     store.update(&opts.id, |r| {
@@ -167,7 +169,7 @@ fn prepare(
         ..Default::default()
     };
     let (host_ends, master) = if tty {
-        let console = stdio::console_listener(&paths.console_socket())
+        let console = stdio::console_listener(&sockets.path(CONSOLE_SOCKET))
             .map_err(Error::io(paths.console_socket()))?;
         create.console_socket = Some(paths.console_socket());
         stdio::detach(&devnull).map_err(Error::io("stdio"))?;

@@ -1,7 +1,6 @@
 //! Shared by the container tests: a store holding the local test images,
-//! a way to run `isola` against it, and leak checks. Each root is short
-//! (/tmp/irXXXXXX) because container sockets live under it and the kernel
-//! caps socket paths at 107 bytes.
+//! a way to run `isola` against it, and leak checks. Each test has its own
+//! root under /tmp.
 
 #![allow(dead_code)]
 
