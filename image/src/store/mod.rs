@@ -225,6 +225,11 @@ impl Store {
     /// full digest (manifest or ID) or a unique prefix of an ID.
     pub fn resolve(&self, reference: &str) -> Result<Image> {
         let images = self.images()?;
+        if let Some(name) = reference::quick_normalize(reference) {
+            if let Some(i) = images.iter().find(|i| i.names.contains(&name)) {
+                return Ok(i.clone());
+            }
+        }
         if let Ok(d) = reference.parse::<Digest>() {
             if let Some(i) = images.iter().find(|i| i.manifest_digest == d || i.id == d) {
                 return Ok(i.clone());
