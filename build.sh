@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds everything on a fresh Debian 12 host (packages, guest kernel,
-# initramfs, binaries, local OCI images, test-host assets), then runs the main job: a microVM
-# booted by isola-vmm whose guest agent answers over vsock.
+# initramfs, binaries, local OCI images, test-host assets), then runs the
+# main job: `isola run` of the local busybox image, and a microVM booted by
+# isola-vmm whose guest agent answers over vsock (the vm level's foundation;
+# `isola run --isolation=vm` joins them next).
 #
 #   ./build.sh            build, then run the demo
 #   ./build.sh --no-demo  build only (used by ./test.sh)
@@ -19,7 +21,7 @@ scripts/install-deps.sh
 step "binaries (release, static)"
 cargo build --release --workspace
 bin=target/x86_64-unknown-linux-gnu/release
-for b in isola-vmm isola-agent isola-testhost; do
+for b in isola isola-runtime isola-vmm isola-agent isola-testhost; do
     file "$bin/$b" | grep -q 'static-pie linked' || {
         echo "build.sh: $bin/$b is not a static-pie binary" >&2; exit 1; }
 done
@@ -38,8 +40,14 @@ tests/testhost/prepare.sh
 
 $demo || exit 0
 
-step "main job: boot a microVM and reach its agent over vsock"
 export PATH="$PWD/$bin:$PATH"
+step "main job (process level): isola run of the local busybox image"
+demo_root=build/demo-root
+skopeo copy -q oci:build/images/oci:busybox:latest oci-archive:build/busybox.tar:busybox:latest
+isola --root "$demo_root" load -q -i build/busybox.tar
+isola --root "$demo_root" run --rm busybox sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces"'
+
+step "main job (vm level, foundation): boot a microVM and reach its agent over vsock"
 if "$bin/isola-vmm" --help >/dev/null && isola_hw=$(grep -Ewo 'vmx|svm' /proc/cpuinfo | head -1) && [ ! -e /sys/module/kvm_pvm ]; then
     echo "(host KVM uses ${isola_hw}: running the VM directly)"
     isola-vmm --ping --cpus 2

@@ -710,3 +710,19 @@ fn an_image_in_use_cannot_be_removed() {
     store.assert_gone(id.trim());
     store.ok(&["rmi", "busybox"]);
 }
+
+#[test]
+fn a_relative_root_works() {
+    let store = Store::new();
+    let parent = store.path().parent().unwrap();
+    let relative = store.path().file_name().unwrap();
+    let out = Command::new(run_support::ISOLA)
+        .current_dir(parent)
+        .arg("--root")
+        .arg(relative)
+        .args(["run", "--rm", "busybox", "echo", "relative ok"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "relative ok\n", "{}", text(&out));
+    store.assert_empty();
+}

@@ -39,6 +39,11 @@ pub struct Host {
 impl Host {
     /// Opens the state, the runner and the image store under `root`.
     pub fn open(root: &Path, supervisor_exe: PathBuf) -> Result<Host> {
+        // Absolute, because config.json, the supervisor and the runner
+        // all get paths under it and none of them shares our cwd.
+        std::fs::create_dir_all(root).map_err(crate::Error::io(root))?;
+        let root = std::fs::canonicalize(root).map_err(crate::Error::io(root))?;
+        let root = root.as_path();
         Ok(Host {
             root: root.to_path_buf(),
             store: StateStore::open(root)?,
