@@ -21,6 +21,10 @@ pub fn load_bundle_spec(bundle: &Path) -> Result<Spec, Error> {
         source,
     };
     let raw: Value = serde_json::from_slice(&text).map_err(malformed)?;
+    // serde would read a struct from an array too; a config is an object.
+    if !raw.is_object() {
+        return Err(malformed(serde::de::Error::custom("not a JSON object")));
+    }
     let spec: Spec = serde_json::from_value(raw.clone()).map_err(malformed)?;
     let known = serde_json::to_value(&spec).map_err(malformed)?;
     let mut fields = Vec::new();

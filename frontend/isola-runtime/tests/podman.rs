@@ -43,7 +43,10 @@ impl Podman {
             .stdin(tar.stdout.take().expect("tar stdout"))
             .output()
             .expect("podman import");
-        assert!(tar.wait().is_ok_and(|s| s.success()), "tar of the rootfs failed");
+        assert!(
+            tar.wait().is_ok_and(|s| s.success()),
+            "tar of the rootfs failed"
+        );
         assert!(
             out.status.success(),
             "podman import: {}",

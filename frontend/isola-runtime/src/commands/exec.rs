@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use anyhow::{bail, Context, Result};
 use isola_container::{ExecOptions, Runner};
 
-use super::wait::forward_signals_until_exit;
+use super::wait::Forwarder;
 use crate::cli::Exec;
 
 pub fn exec(runner: &Runner, args: Exec) -> Result<i32> {
@@ -53,7 +53,9 @@ pub fn exec(runner: &Runner, args: Exec) -> Result<i32> {
     if args.detach {
         return Ok(0);
     }
-    forward_signals_until_exit(pid)
+    // Blocked only now: the new process must not inherit a blocked mask. A
+    // signal arriving in the moment between ends this process instead.
+    Forwarder::block()?.wait(pid)
 }
 
 /// `UID[:GID]`, numeric as in runc.

@@ -7,7 +7,7 @@ use anyhow::{Context, Result};
 use isola_container::Runner;
 
 use super::create::{options, require_process_isolation};
-use super::wait::forward_signals_until_exit;
+use super::wait::Forwarder;
 use crate::cli::Run;
 
 pub fn run(runner: &Runner, config: &Path, args: Run) -> Result<i32> {
@@ -16,16 +16,23 @@ pub fn run(runner: &Runner, config: &Path, args: Run) -> Result<i32> {
     let state = runner
         .create(id, &args.args.bundle, &options(&args.args, args.detach))
         .with_context(|| format!("cannot create container {id}"))?;
+    // The init process exists (and has our unblocked mask); from here on a
+    // signal to us is queued for the container instead of killing us.
+    let forwarder = if args.detach {
+        None
+    } else {
+        Some(Forwarder::block()?)
+    };
     if let Err(e) = runner.start(id) {
         if let Err(cleanup) = runner.delete(id, true) {
             tracing::warn!("cannot delete container {id} after a failed start: {cleanup}");
         }
         return Err(e).with_context(|| format!("cannot start container {id}"));
     }
-    if args.detach {
+    let Some(forwarder) = forwarder else {
         return Ok(0);
-    }
-    let code = forward_signals_until_exit(state.pid)?;
+    };
+    let code = forwarder.wait(state.pid)?;
     if !args.keep {
         runner
             .delete(id, true)

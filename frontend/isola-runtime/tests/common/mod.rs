@@ -184,6 +184,9 @@ impl Bundle {
         let text = std::fs::read_to_string(dir.join("config.json")).expect("read config");
         let mut config: Value = serde_json::from_str(&text).expect("config is JSON");
         config["process"]["terminal"] = json!(false);
+        // runc's default spec has a read-only rootfs; tests that want one
+        // say so.
+        config["root"]["readonly"] = json!(false);
         config["process"]["args"] = json!(args);
         config["linux"]["cgroupsPath"] = json!(format!("/isola-test/{id}"));
         let b = Self { dir, config };

@@ -1,0 +1,113 @@
+//! Choosing the isolation level: the `io.isola.isolation` annotation, the
+//! `--isolation` flag and the config file's default. `vm` is refused, with
+//! nothing left behind, until the vm level lands.
+
+mod common;
+
+use common::{cgroup_dir, Bundle, Env};
+use serde_json::json;
+
+/// `create`; stderr goes to a file, as a created container's init keeps
+/// its stdio open (a pipe would never reach EOF).
+fn create(env: &Env, b: &Bundle, id: &str, global: &[&str], flags: &[&str]) -> (i32, String) {
+    let err_path = b.dir.join("create.stderr");
+    let err = std::fs::File::create(&err_path).expect("stderr file");
+    let status = env
+        .cmd()
+        .args(global)
+        .args(["create", "--bundle"])
+        .arg(&b.dir)
+        .args(flags)
+        .arg(id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .status()
+        .expect("run create");
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    (status.code().unwrap_or(-1), stderr)
+}
+
+fn assert_refused(env: &Env, id: &str, (code, stderr): (i32, String)) {
+    assert_eq!(code, 1, "stderr: {stderr}");
+    assert!(
+        stderr.contains("vm isolation is not available yet"),
+        "stderr: {stderr}"
+    );
+    assert!(env.listed().is_empty());
+    assert!(!cgroup_dir("memory", id).exists());
+}
+
+#[test]
+fn annotation_flag_and_config_choose_the_level() {
+    let env = Env::new("isolation");
+    let id = env.id("c");
+    let mut b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
+    let vm_config = env.dir.join("vm.toml");
+    std::fs::write(&vm_config, "isolation = \"vm\"\n").expect("config");
+    let process_config = env.dir.join("process.toml");
+    std::fs::write(&process_config, "isolation = \"process\"\n").expect("config");
+    let vm = ["--config", vm_config.to_str().expect("utf-8")];
+    let process = ["--config", process_config.to_str().expect("utf-8")];
+
+    b.set("/annotations", json!({"io.isola.isolation": "vm"}));
+    assert_refused(&env, &id, create(&env, &b, &id, &[], &[]));
+    // `run` refuses the same way.
+    let out = env
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(env.listed().is_empty());
+
+    b.set("/annotations", json!({"io.isola.isolation": "process"}));
+    assert_refused(
+        &env,
+        &id,
+        create(&env, &b, &id, &[], &["--isolation", "vm"]),
+    );
+    // The host's default cannot be lowered by an annotation.
+    assert_refused(&env, &id, create(&env, &b, &id, &vm, &[]));
+
+    b.set("/annotations", json!({"io.isola.isolation": "hypervisor"}));
+    let (code, stderr) = create(&env, &b, &id, &[], &[]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid isolation level"), "{stderr}");
+
+    b.set("/annotations", json!({}));
+    let (code, stderr) = create(&env, &b, &id, &[], &["--isolation", "kvm"]);
+    assert_eq!(code, 2, "clap usage error: {stderr}");
+
+    // process level from every source runs.
+    b.set("/annotations", json!({"io.isola.isolation": "process"}));
+    let (code, stderr) = create(&env, &b, &id, &process, &["--isolation", "process"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(env.status(&id), "created");
+    assert_eq!(
+        env.state(&id)["annotations"]["io.isola.isolation"],
+        "process"
+    );
+    env.ok(&["delete", &id]);
+}
+
+#[test]
+fn a_malformed_config_file_is_an_error() {
+    let env = Env::new("bad-config");
+    let id = env.id("c");
+    let b = Bundle::busybox(&env, &id, &["true"]);
+    let config = env.dir.join("config.toml");
+    std::fs::write(&config, "isolation = \"sideways\"\n").expect("config");
+    let (code, stderr) = create(
+        &env,
+        &b,
+        &id,
+        &["--config", config.to_str().expect("utf-8")],
+        &[],
+    );
+    assert_eq!(code, 1);
+    assert!(stderr.contains("invalid config"), "{stderr}");
+    assert!(env.listed().is_empty());
+}
