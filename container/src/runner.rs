@@ -4,7 +4,10 @@ use std::fs;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use libcgroups::common::{AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt};
+use libcgroups::common::{
+    AnyCgroupManager, CgroupConfig, CgroupManager, ControllerOpt, FreezerState,
+};
+use libcontainer::config::YoukiConfig;
 use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::container::state::State;
 use libcontainer::container::{Container, ContainerStatus};
@@ -138,7 +141,7 @@ impl Runner {
     /// Removes a stopped (or, with `force`, any) container: its processes,
     /// cgroup and state directory; runs the poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
-        self.exclusive(id, |c| {
+        let result = self.exclusive(id, |c| {
             if c.status() == ContainerStatus::Stopped {
                 // Without its own pid namespace a container's other processes
                 // outlive its init; they must go before its cgroup can.
@@ -149,7 +152,40 @@ impl Runner {
                 }
             }
             wrong_status(c, "delete", |c| c.delete(force))
-        })
+        });
+        match result {
+            Err(Error::Libcontainer(LibcontainerError::State(e))) if force => {
+                tracing::warn!(id, "state unreadable ({e}), removing what is left");
+                self.delete_unreadable(id)
+            }
+            other => other,
+        }
+    }
+
+    /// A runtime killed while writing the state file leaves it torn
+    /// (libcontainer truncates, then writes). `delete --force` must still
+    /// clean up: every process in the container's cgroup is killed, then the
+    /// cgroup and the state directory are removed.
+    fn delete_unreadable(&self, id: &str) -> Result<()> {
+        let dir = self.dir(id)?;
+        let _lock = Lock::exclusive(&dir)?;
+        if let Ok(config) = YoukiConfig::load(&dir) {
+            let manager = libcgroups::common::create_cgroup_manager(CgroupConfig {
+                cgroup_path: config.cgroup_path,
+                systemd_cgroup: false,
+                container_name: id.to_owned(),
+            })
+            .map_err(|e| cgroup_err_id(id, e))?;
+            // Frozen, nothing can fork while we kill.
+            let _ = manager.freeze(FreezerState::Frozen);
+            for pid in manager.get_all_pids().map_err(|e| cgroup_err_id(id, e))? {
+                // SAFETY: kill takes plain integers and touches no memory.
+                unsafe { libc::kill(pid.as_raw(), libc::SIGKILL) };
+            }
+            let _ = manager.freeze(FreezerState::Thawed);
+            manager.remove().map_err(|e| cgroup_err_id(id, e))?;
+        }
+        fs::remove_dir_all(&dir).map_err(|source| Error::StateRoot { path: dir, source })
     }
 
     /// Starts an extra process in a running container and returns its pid;
@@ -284,8 +320,12 @@ fn cgroup(c: &Container) -> Result<AnyCgroupManager> {
 }
 
 fn cgroup_err(c: &Container, e: impl std::fmt::Display) -> Error {
+    cgroup_err_id(c.id(), e)
+}
+
+fn cgroup_err_id(id: &str, e: impl std::fmt::Display) -> Error {
     Error::Cgroup {
-        id: c.id().to_owned(),
+        id: id.to_owned(),
         message: e.to_string(),
     }
 }

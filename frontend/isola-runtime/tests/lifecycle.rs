@@ -345,3 +345,29 @@ fn wait_for(mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn delete_force_recovers_from_a_torn_state_file() {
+    let env = Env::new("torn-state");
+    let id = env.id("c");
+    let b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
+    env.start_detached(&id, &b);
+    let pid = env.state(&id)["pid"].as_i64().expect("pid");
+    // What a runtime killed in the middle of libcontainer's state write
+    // leaves behind.
+    std::fs::write(env.root.join(&id).join("state.json"), "").expect("truncate state");
+    assert!(!env.rt(&["state", &id]).status.success());
+    env.ok(&["delete", "--force", &id]);
+    assert!(!env.root.join(&id).exists());
+    assert!(!cgroup_dir("pids", &id).exists());
+    wait_for(|| !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+}
+
+fn is_zombie(pid: i64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| {
+            s.rsplit_once(')')
+                .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z'))
+        })
+        .unwrap_or(true)
+}
