@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# Boot benchmarks, side by side in one run, written to docs/benchmarks.md:
+# Every benchmark, each side by side with its peers in one run, written to
+# docs/benchmarks.md:
 #  (a) a tiny PVH guest on this host's /dev/kvm: isola-vmm vs QEMU microvm;
 #  (b) our kernel + agent where KVM runs Linux guests (directly, or in the
 #      test host on hosts without VT-x/AMD-V): isola-vmm --ping (agent ready)
-#      vs QEMU microvm reaching /init, and VMM memory beyond guest RAM.
+#      vs QEMU microvm reaching /init, and VMM memory beyond guest RAM;
+#  then the image store (bench/image.sh), the OCI runtime (bench/runtime.sh)
+#  and `isola run` (bench/containers.sh).
 # Needs ./build.sh --no-demo first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,5 +29,20 @@ else
     echo "bench: (b) Linux guest in the test host, $runs runs each" >&2
     "$bin/isola-testhost" -- "${linux[@]}" > "$scratch/linux.json"
 fi
-bench/report.py "$scratch/tiny.json" "$scratch/linux.json" "$where" > docs/benchmarks.md
+{
+    bench/report.py "$scratch/tiny.json" "$scratch/linux.json" "$where"
+    echo
+    cat bench/image.md
+    echo
+    bench/image.sh
+    echo
+    echo "## Process level: the OCI runtime (isola-runtime) beside crun and runc"
+    echo
+    bench/runtime.sh
+    echo
+    echo "## isola run: the whole lifecycle beside podman and the bare runtimes"
+    echo
+    bench/containers.sh
+} > "$scratch/benchmarks.md"
+mv "$scratch/benchmarks.md" docs/benchmarks.md
 cat docs/benchmarks.md

@@ -4,6 +4,7 @@
 //! stop and wait, a killed supervisor, name races, 50 containers at once,
 //! and bad input. Each table runs at every level in `LEVELS`.
 
+mod common;
 mod run_support;
 
 use std::io::Write;
@@ -331,12 +332,12 @@ fn detached_logs_exec_stop_wait() {
     let store = Store::new();
     for level in LEVELS {
         let name = format!("web-{level}");
-        let id = store.ok(&["run", "-d", "--isolation", level, "--name", &name, "busybox", "sh", "-c",
-            "trap 'echo got TERM; exit 7' TERM; echo started; echo warn >&2; while true; do sleep 0.1; done"]);
-        let id = id.trim().to_string();
+        let id = store.start_script(
+            level,
+            &name,
+            "trap 'echo got TERM; exit 7' TERM; echo ready; echo warn >&2; while true; do sleep 0.1; done",
+        );
         assert_eq!(id.len(), 64, "run -d prints the full ID");
-
-        wait_for(|| store.ok(&["logs", &name]).contains("started"));
         let ps = store.ok(&["ps"]);
         assert!(ps.contains(&id[..12]) && ps.contains("Up "), "{ps}");
         assert!(store.ok(&["ps", "-q"]).lines().any(|l| l == &id[..12]));
@@ -410,23 +411,15 @@ fn stop_escalates_to_sigkill_after_the_grace_period() {
     let store = Store::new();
     for level in LEVELS {
         let name = format!("stubborn-{level}");
-        let id = store.ok(&[
-            "run",
-            "-d",
-            "--isolation",
+        let id = store.start_script(
             level,
-            "--name",
             &name,
-            "busybox",
-            "sh",
-            "-c",
             "trap '' TERM; echo ready; while true; do sleep 0.1; done",
-        ]);
-        wait_for(|| store.ok(&["logs", &name]).contains("ready"));
+        );
         store.ok(&["stop", "-t", "1", &name]);
         assert_eq!(store.ok(&["wait", &name]), "137\n");
         store.ok(&["rm", &name]);
-        store.assert_gone(id.trim());
+        store.assert_gone(&id);
     }
 }
 
@@ -435,25 +428,22 @@ fn kill_sends_the_signal_and_rm_refuses_a_running_container() {
     let store = Store::new();
     for level in LEVELS {
         let name = format!("k-{level}");
-        let id = store.ok(&[
-            "run",
-            "-d",
-            "--isolation",
+        let id = store.start_script(
             level,
-            "--name",
             &name,
-            "busybox",
-            "sh",
-            "-c",
             "trap 'exit 12' USR1; echo ready; while true; do sleep 0.1; done",
-        ]);
-        wait_for(|| store.ok(&["logs", &name]).contains("ready"));
+        );
         let out = store.run(&["rm", &name]);
         assert!(
             !out.status.success() && String::from_utf8_lossy(&out.stderr).contains("running"),
             "{}",
             text(&out)
         );
+        store.ok(&["kill", "-s", "USR1", &name]);
+        assert_eq!(store.ok(&["wait", &name]), "12\n");
+        // restart: the same container runs its program again.
+        store.ok(&["restart", "-t", "1", &name]);
+        wait_for(|| store.ok(&["logs", &name]).matches("ready").count() == 2);
         store.ok(&["kill", "-s", "USR1", &name]);
         assert_eq!(store.ok(&["wait", &name]), "12\n");
         store.ok(&["rm", &name]);

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
-pub const ISOLA: &str = env!("CARGO_BIN_EXE_isola");
+pub use crate::common::{text, ISOLA};
 
 /// The isolation levels every table runs at. The vm level joins when it
 /// lands (issue 8); the assertions stay the same.
@@ -93,6 +93,32 @@ impl Store {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
+    /// `run -d --name NAME busybox sh -c SCRIPT` at `level`; returns the
+    /// container's ID once the script has printed `ready`.
+    pub fn start_script(&self, level: &str, name: &str, script: &str) -> String {
+        let id = self.ok(&[
+            "run",
+            "-d",
+            "--isolation",
+            level,
+            "--name",
+            name,
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        while !self.ok(&["logs", name]).contains("ready") {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} never printed ready"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        id.trim().to_string()
+    }
+
     /// The full ID of a container.
     pub fn id_of(&self, name: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
@@ -145,6 +171,8 @@ impl Store {
         assert!(!mounts.contains(root_s), "mounts under the root left");
         let sup = processes_mentioning(root_s);
         assert!(sup.is_empty(), "supervisors left: {sup:?}");
+        let zombies = zombies_of(root_s);
+        assert!(zombies.is_empty(), "children nobody reaped: {zombies:?}");
     }
 }
 
@@ -153,6 +181,28 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     ["memory", "pids", "cpu", "cpuset", "freezer", "devices", ""]
         .iter()
         .map(|c| Path::new("/sys/fs/cgroup").join(c).join("isola").join(id))
+        .collect()
+}
+
+/// Zombies whose parent is a process of ours (its command line mentions
+/// `needle`): a supervisor or CLI that failed to reap a child.
+pub fn zombies_of(needle: &str) -> Vec<i32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let mut after = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace();
+            let zombie = after.next() == Some("Z");
+            let parent = after.next().unwrap_or_default();
+            let parent_cmd = std::fs::read(format!("/proc/{parent}/cmdline")).unwrap_or_default();
+            zombie && String::from_utf8_lossy(&parent_cmd).contains(needle)
+        })
         .collect()
 }
 
@@ -174,15 +224,6 @@ pub fn processes_mentioning(needle: &str) -> Vec<i32> {
             !zombie && String::from_utf8_lossy(&cmdline).contains(needle)
         })
         .collect()
-}
-
-pub fn text(o: &Output) -> String {
-    format!(
-        "status {}\nstdout:\n{}\nstderr:\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
 }
 
 pub fn stdout(o: &Output) -> String {
