@@ -9,6 +9,7 @@
 //! decision, and typed errors. The same API serves the host's OCI runtime CLI
 //! (`isola-runtime`) and, later, the guest agent inside a microVM.
 
+pub mod config;
 mod error;
 mod id;
 pub mod isolation;

@@ -8,7 +8,6 @@
 
 pub mod atomic;
 pub mod bundle;
-pub mod config;
 pub mod error;
 pub mod host;
 pub mod id;
@@ -25,4 +24,6 @@ pub mod teardown;
 pub use error::Error;
 pub use host::Host;
 pub use id::ContainerId;
+/// The host owner's defaults, shared with the OCI runtime front-end.
+pub use isola_container::config;
 pub use state::{ContainerRecord, ContainerStatus, StateStore};

@@ -31,7 +31,7 @@ pub struct Cli {
     #[arg(long, default_value = "error")]
     pub log_level: tracing::Level,
     /// The host's defaults (key `isolation`).
-    #[arg(long, default_value = crate::config::DEFAULT_PATH)]
+    #[arg(long, default_value = isola_container::config::DEFAULT_PATH)]
     pub config: PathBuf,
     /// Refused: this runtime manages cgroups through cgroupfs only.
     #[arg(long)]

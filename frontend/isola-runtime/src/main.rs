@@ -3,7 +3,6 @@
 
 mod cli;
 mod commands;
-mod config;
 mod log;
 
 use clap::Parser;

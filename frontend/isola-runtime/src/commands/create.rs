@@ -6,7 +6,7 @@ use anyhow::{bail, Context, Result};
 use isola_container::{isolation, CreateOptions, Isolation, Runner};
 
 use crate::cli::{Create, CreateArgs};
-use crate::config::Config;
+use isola_container::config::Config;
 
 pub fn create(runner: &Runner, config: &Path, args: Create) -> Result<i32> {
     require_process_isolation(&args.id, &args.args, config)?;
