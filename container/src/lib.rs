@@ -18,6 +18,7 @@ mod options;
 mod runner;
 mod spec_check;
 mod state;
+mod state_shadow;
 
 pub use error::Error;
 pub use isolation::Isolation;

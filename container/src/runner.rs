@@ -17,6 +17,7 @@ use libcontainer::signal::Signal;
 use libcontainer::syscall::syscall::SyscallType;
 
 use crate::lock::Lock;
+use crate::state_shadow;
 use crate::{id, spec_check, ContainerState, CreateOptions, Error, ExecOptions, Result, Stats};
 
 /// Runs containers whose state lives in directories under one state root
@@ -65,7 +66,10 @@ impl Runner {
             return Err(Error::Exists(id.to_owned()));
         }
         match self.build_init(id, &bundle, opts) {
-            Ok(container) => Ok(ContainerState::from(&container)),
+            Ok(container) => {
+                state_shadow::save(&dir);
+                Ok(ContainerState::from(&container))
+            }
             Err(e) => {
                 remove_half_created(&dir);
                 Err(e)
@@ -289,8 +293,14 @@ impl Runner {
         if !State::file_path(&dir).exists() {
             return Err(not_found());
         }
-        let mut container = Container::load(dir)?;
-        f(&mut container)
+        // Atomic renames of identical bytes: safe under a shared lock too.
+        state_shadow::restore_if_torn(&dir);
+        let mut container = Container::load(dir.clone())?;
+        let result = f(&mut container);
+        if exclusive && result.is_ok() {
+            state_shadow::save(&dir);
+        }
+        result
     }
 }
 

@@ -354,8 +354,19 @@ fn delete_force_recovers_from_a_torn_state_file() {
     env.start_detached(&id, &b);
     let pid = env.state(&id)["pid"].as_i64().expect("pid");
     // What a runtime killed in the middle of libcontainer's state write
-    // leaves behind.
-    std::fs::write(env.root.join(&id).join("state.json"), "").expect("truncate state");
+    // leaves behind: the last complete state is put back.
+    let state_file = env.root.join(&id).join("state.json");
+    std::fs::write(&state_file, "{\"id\": ").expect("tear state");
+    assert_eq!(
+        env.state(&id)["status"],
+        "running",
+        "restored from the last complete state"
+    );
+    // Torn with no complete copy left (a crash before the first one was
+    // kept): unreadable, yet delete --force still cleans up.
+    std::fs::write(&state_file, "").expect("truncate state");
+    std::fs::remove_file(env.root.join(&id).join("state.complete.json"))
+        .expect("the complete copy");
     assert!(!env.rt(&["state", &id]).status.success());
     env.ok(&["delete", "--force", &id]);
     assert!(!env.root.join(&id).exists());
