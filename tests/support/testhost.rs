@@ -12,22 +12,32 @@ pub const IN_TESTHOST_ENV: &str = "ISOLA_IN_TESTHOST";
 /// binary once inside the test host with the same arguments, and exit with
 /// its status. Returns only when the tests should run here.
 pub fn run_here_or_in_testhost() {
+    run_where(
+        || match kvm_capability() {
+            KvmCapability::Hardware => Ok(()),
+            KvmCapability::NoHardware(why) => Err(why),
+        },
+        "vm-level tests",
+    );
+}
+
+/// Runs this test binary here if `here_ok` says this host has what the
+/// tests need, else once inside the test host (whose outer Linux has KVM
+/// and a pure cgroup v2 hierarchy); never skipped.
+pub fn run_where(here_ok: impl Fn() -> Result<(), String>, what: &str) {
     let args: Vec<String> = std::env::args().skip(1).collect();
     // Listing tests boots nothing.
     if args.iter().any(|a| a == "--list") {
         return;
     }
-    let why = match kvm_capability() {
-        KvmCapability::Hardware => return,
-        KvmCapability::NoHardware(why) => why,
+    let why = match here_ok() {
+        Ok(()) => return,
+        Err(why) => why,
     };
     if std::env::var_os(IN_TESTHOST_ENV).is_some() {
-        panic!("inside the test host, but its KVM cannot run Linux guests either: {why}");
+        panic!("inside the test host, but it lacks what the {what} need too: {why}");
     }
-    eprintln!(
-        "note: this host's /dev/kvm cannot run a Linux guest ({why}); \
-         running these vm-level tests inside the nested test host"
-    );
+    eprintln!("note: {why}; running these {what} inside the nested test host");
     let exe = std::env::current_exe().expect("current_exe");
     let mut args = args;
     // One guest at a time unless asked otherwise: emulated SVM under TCG has
