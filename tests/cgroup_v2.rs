@@ -8,18 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use isola_tests::testhost::run_where;
+use isola_tests::{check, TestResult};
 use libtest_mimic::{Arguments, Failed, Trial};
 use serde_json::{json, Value};
-
-type TestResult = Result<(), Failed>;
-
-fn check(cond: bool, msg: impl Into<String>) -> TestResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg.into().into())
-    }
-}
 
 fn unified_here() -> Result<(), String> {
     if Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {

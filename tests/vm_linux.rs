@@ -11,18 +11,9 @@ use std::time::Duration;
 use isola_protocol::{pattern_byte, ExecResult, Request, Response};
 use isola_tests::guest::{busybox_disk, ext4_image, scratch_dir, Guest, GuestOpts};
 use isola_tests::testhost::run_here_or_in_testhost;
-use libtest_mimic::{Arguments, Failed, Trial};
+use isola_tests::{check, TestResult};
+use libtest_mimic::{Arguments, Trial};
 use sha2::{Digest, Sha256};
-
-type TestResult = Result<(), Failed>;
-
-fn check(cond: bool, msg: impl Into<String>) -> TestResult {
-    if cond {
-        Ok(())
-    } else {
-        Err(msg.into().into())
-    }
-}
 
 const EXIT_WAIT: Duration = Duration::from_secs(60);
 

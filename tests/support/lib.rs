@@ -5,6 +5,20 @@ pub mod testhost;
 
 use std::path::{Path, PathBuf};
 
+use libtest_mimic::Failed;
+
+/// What a libtest-mimic trial returns.
+pub type TestResult = Result<(), Failed>;
+
+/// Fails the trial with `msg` unless `cond` holds.
+pub fn check(cond: bool, msg: impl Into<String>) -> TestResult {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg.into().into())
+    }
+}
+
 /// `<target>/<triple>/<profile>`: where this test executable's `deps/` is.
 pub fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
