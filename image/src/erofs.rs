@@ -23,9 +23,10 @@ use crate::unpack::is_root;
 pub const MKFS: &str = "mkfs.erofs";
 
 fn build_in_private_ns(lowers: Vec<PathBuf>, mnt: PathBuf, out: PathBuf) -> Result<()> {
-    // SAFETY: only NEWNS (which implies FS) is unshared, never FILES, so no
-    // file descriptor table is split between threads; the mount namespace
-    // change is confined to this short-lived thread.
+    // Only NEWNS (which implies FS) is unshared, never FILES, so no file
+    // descriptor table is split between threads; the mount namespace change
+    // is confined to this short-lived thread.
+    // SAFETY: as above, no other thread's view of fds or memory changes.
     unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWNS) }
         .ctx(|| "unshare(CLONE_NEWNS)".into())?;
     mount_change(

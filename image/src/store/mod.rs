@@ -224,12 +224,25 @@ impl Store {
     /// A name (`busybox`, `busybox:1`, `reg:5000/x:y`), `name@sha256:…`, a
     /// full digest (manifest or ID) or a unique prefix of an ID.
     pub fn resolve(&self, reference: &str) -> Result<Image> {
-        let images = self.images()?;
+        // The start path of every container: a plain name loads only its
+        // own manifest and config, not every image in the store.
         if let Some(name) = reference::quick_normalize(reference) {
-            if let Some(i) = images.iter().find(|i| i.names.contains(&name)) {
-                return Ok(i.clone());
+            let index = self.layout.read_index()?;
+            if let Some(d) = index
+                .manifests
+                .iter()
+                .find(|d| d.ref_name() == Some(name.as_str()))
+            {
+                let names = index
+                    .manifests
+                    .iter()
+                    .filter(|m| m.digest == d.digest)
+                    .filter_map(|m| m.ref_name().map(str::to_string))
+                    .collect();
+                return self.load_image(&d.digest, names);
             }
         }
+        let images = self.images()?;
         if let Ok(d) = reference.parse::<Digest>() {
             if let Some(i) = images.iter().find(|i| i.manifest_digest == d || i.id == d) {
                 return Ok(i.clone());

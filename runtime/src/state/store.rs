@@ -140,7 +140,9 @@ impl StateStore {
             match self.load(&id) {
                 Ok(record) => records.push(record),
                 Err(Error::NotFound(_)) => {} // being created or removed right now
-                Err(e) => tracing::warn!("skipping container {id}: {e}"),
+                Err(e) => tracing::warn!(
+                    "container {id} has an unreadable record, left out of the list: {e}"
+                ),
             }
         }
         records.sort_by_key(|r| r.created_at);

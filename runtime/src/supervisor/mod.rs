@@ -17,7 +17,7 @@ use std::fs::File;
 use std::io::Write;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
 use isola_container::{CreateOptions, Runner};
@@ -205,47 +205,42 @@ fn prepare(
 /// size sent before `Ready` is applied at once, so the program starts with
 /// the right size.
 fn wait_for_attach(listener: &UnixListener, session: &Session) -> std::io::Result<UnixStream> {
-    listener.set_nonblocking(true)?;
-    let deadline = Instant::now() + ATTACH_TIMEOUT;
-    let result = loop {
-        match listener.accept() {
-            Ok((mut stream, _)) => {
-                stream.set_nonblocking(false)?;
-                stream.set_read_timeout(Some(ATTACH_TIMEOUT))?;
-                loop {
-                    match Frame::read_from(&mut stream)? {
-                        Some(Frame::Ready) => break,
-                        Some(Frame::Resize { rows, cols }) => {
-                            if let Some(master) = &session.master {
-                                stdio::resize(master, rows, cols);
-                            }
-                        }
-                        Some(other) => tracing::debug!("before Ready: {other:?}"),
-                        None => {
-                            return Err(std::io::Error::new(
-                                std::io::ErrorKind::UnexpectedEof,
-                                "the attaching CLI hung up",
-                            ))
-                        }
-                    }
-                }
-                stream.set_read_timeout(None)?;
-                break Ok(stream);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                if Instant::now() > deadline {
-                    break Err(std::io::Error::new(
-                        std::io::ErrorKind::TimedOut,
-                        "attach timed out",
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            Err(e) => break Err(e),
-        }
+    // Block in poll, not a sleep loop: this is on every `run`'s start path.
+    let mut fds = [rustix::event::PollFd::new(
+        listener,
+        rustix::event::PollFlags::IN,
+    )];
+    let timeout = rustix::event::Timespec {
+        tv_sec: ATTACH_TIMEOUT.as_secs() as i64,
+        tv_nsec: 0,
     };
-    listener.set_nonblocking(false)?;
-    result
+    if rustix::event::poll(&mut fds, Some(&timeout))? == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            "attach timed out",
+        ));
+    }
+    let (mut stream, _) = listener.accept()?;
+    stream.set_read_timeout(Some(ATTACH_TIMEOUT))?;
+    loop {
+        match Frame::read_from(&mut stream)? {
+            Some(Frame::Ready) => break,
+            Some(Frame::Resize { rows, cols }) => {
+                if let Some(master) = &session.master {
+                    stdio::resize(master, rows, cols);
+                }
+            }
+            Some(other) => tracing::debug!("before Ready: {other:?}"),
+            None => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the attaching CLI hung up",
+                ))
+            }
+        }
+    }
+    stream.set_read_timeout(None)?;
+    Ok(stream)
 }
 
 /// Records the exit, removes the container if it was `--rm`, and returns
