@@ -254,7 +254,7 @@ fn ctrl_c_in_a_terminal_goes_to_the_container() {
     let store = Store::new();
     for level in LEVELS {
         let cmd = format!(
-            "{} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"echo got INT; exit 3\" INT; echo ready; while true; do sleep 0.1; done'",
+            "exec {} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"echo got INT; exit 3\" INT; echo ready; while true; do sleep 0.1; done'",
             run_support::ISOLA,
             store.path().display()
         );
@@ -292,7 +292,7 @@ fn a_terminal_resize_reaches_the_container() {
         // tmux owns the outer terminal, so the test can resize it.
         let session = format!("isola-resize-{}-{level}", std::process::id());
         let cmd = format!(
-            "{} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"stty size\" WINCH; stty size; while true; do sleep 0.1; done'",
+            "exec {} --root {} run --rm -it --isolation {level} busybox sh -c 'trap \"stty size\" WINCH; stty size; while true; do sleep 0.1; done'",
             run_support::ISOLA,
             store.path().display()
         );
@@ -318,7 +318,14 @@ fn a_terminal_resize_reaches_the_container() {
         wait_for(|| pane().contains("24 80"));
         tmux(&["resize-window", "-t", &session, "-x", "100", "-y", "40"]);
         wait_for(|| pane().contains("40 100"));
+        let cli: i32 = stdout(&tmux(&["list-panes", "-t", &session, "-F", "#{pane_pid}"]))
+            .trim()
+            .parse()
+            .expect("tmux names the pane's process");
         tmux(&["kill-session", "-t", &session]);
+        // The hung-up CLI exits on its own time; only then is the store
+        // checked for leftovers.
+        wait_for(|| !std::path::Path::new(&format!("/proc/{cli}")).exists());
         // As with docker, a CLI that goes away leaves its container running.
         let running = store.ok(&["ps", "-q"]);
         assert_eq!(running.lines().count(), 1, "{running}");
