@@ -16,6 +16,8 @@ set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
 agent=$repo/target/x86_64-unknown-linux-gnu/release/isola-agent
+# The in-guest runner: the same isola-runtime as the process level runs.
+runtime=$repo/target/x86_64-unknown-linux-gnu/release/isola-runtime
 out=$repo/build/initramfs.cpio
 
 say() { printf '[rootfs] %s\n' "$*" >&2; }
@@ -30,15 +32,18 @@ for arg in "$@"; do
 done
 
 if ((build)); then
-    say "building the agent: cargo build --release -p isola-agent"
-    (cd "$repo" && cargo build --release -p isola-agent)
+    say "building the agent and runner: cargo build --release -p isola-agent -p isola-runtime"
+    (cd "$repo" && cargo build --release -p isola-agent -p isola-runtime)
 fi
 [[ -f $agent ]] || die "no agent binary at $agent"
+[[ -f $runtime ]] || die "no runner binary at $runtime"
 
 # /init runs before anything else exists: no dynamic loader, no libc. Only a
 # static binary can run there, and static-pie keeps ASLR.
-kind=$(file -b "$agent")
-[[ $kind == *"static-pie linked"* ]] || die "$agent is not static-pie: $kind"
+for bin in "$agent" "$runtime"; do
+    kind=$(file -b "$bin")
+    [[ $kind == *"static-pie linked"* ]] || die "$bin is not static-pie: $kind"
+done
 say "agent: $agent ($(stat -c %s "$agent") bytes, static-pie)"
 
 # --- A newc cpio writer --------------------------------------------------------
@@ -79,6 +84,8 @@ trap 'rm -f "$tmp"' EXIT
     entry tmp 0041777 0 0 0
     entry run 0040755 0 0 0
     entry init 0100755 "$(stat -c %s "$agent")" 0 0 "$agent"
+    entry bin 0040755 0 0 0
+    entry bin/isola-runtime 0100755 "$(stat -c %s "$runtime")" 0 0 "$runtime"
     entry 'TRAILER!!!' 0 0 0 0
 } >"$tmp"
 mv -f "$tmp" "$out"

@@ -214,6 +214,52 @@ pub fn run(cmd: &Command<'_>) -> Result<ExecResult, ExecError> {
     })
 }
 
+/// Starts `argv` with the given descriptors as its stdin, stdout and
+/// stderr (they may be sockets to the host) and returns its pid; the
+/// registry writes a byte to `notify` when it ends ([`Children::wait`]
+/// collects the status). A program that cannot start is an error here.
+pub fn spawn_with_stdio(
+    argv: &[String],
+    env: &[String],
+    stdio: [OwnedFd; 3],
+    notify: OwnedFd,
+) -> Result<libc::pid_t, ExecError> {
+    let cmd = Command {
+        argv,
+        env,
+        cwd: None,
+        stdin: &[],
+    };
+    let plan = Plan::new(&cmd)?;
+    let (error_r, error_w) = sys::pipe().map_err(ExecError::Pipe)?;
+    let [stdin, stdout, stderr] = stdio;
+    let child_fds = ChildFds {
+        stdin,
+        stdout,
+        stderr,
+        error: error_w,
+    };
+    let children = Children::global();
+    let pid = children
+        .spawn(notify, || {
+            // SAFETY: as in `run`: the child only runs `child_after_fork`.
+            match unsafe { libc::fork() } {
+                -1 => Err(io::Error::last_os_error()),
+                // SAFETY: only async-signal-safe calls on data built before
+                // the fork.
+                0 => unsafe { child_after_fork(&plan, &child_fds) },
+                pid => Ok(pid),
+            }
+        })
+        .map_err(ExecError::Fork)?;
+    drop(child_fds);
+    if let Some(failure) = read_exec_failure(&error_r) {
+        children.wait(pid);
+        return Err(failure.into_error(&cmd));
+    }
+    Ok(pid)
+}
+
 /// Runs in the forked child; never returns.
 ///
 /// # Safety

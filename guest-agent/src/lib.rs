@@ -3,6 +3,7 @@
 //! ([`server`] → [`serve`] → [`service`]); [`exec`] runs programs,
 //! [`power`] ends the VM.
 
+pub mod container;
 pub mod exec;
 pub mod init;
 pub mod logging;

@@ -151,7 +151,7 @@ impl Children {
         let mut raw = 0;
         // SAFETY: `raw` is a valid out-pointer; `pid` is a zombie child we
         // just peeked at and nobody else reaps, so this returns at once.
-        let got = unsafe { libc::waitpid(pid, &mut raw, 0) };
+        let got = unsafe { libc::waitpid(pid, &mut raw, libc::__WALL) };
         if got != pid {
             tracing::error!(
                 "waitpid({pid}) after peeking: {}",
@@ -180,7 +180,14 @@ fn peek_zombie() -> io::Result<libc::pid_t> {
     // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
     let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
     // SAFETY: `info` is a valid out-pointer for the duration of the call.
-    sys::cvt(unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) })?;
+    sys::cvt(unsafe {
+        libc::waitid(
+            libc::P_ALL,
+            0,
+            &mut info,
+            libc::WEXITED | libc::WNOWAIT | libc::__WALL,
+        )
+    })?;
     // SAFETY: waitid succeeded for WEXITED, so the kernel filled the
     // SIGCHLD fields of the union, si_pid among them.
     Ok(unsafe { info.si_pid() })

@@ -4,6 +4,7 @@
 //! pair.
 
 use std::io::{self, Read, Write};
+use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -18,6 +19,11 @@ use crate::service::{self, Then};
 pub trait Stream: Read + Write {
     fn shutdown_write(&self) -> io::Result<()>;
 
+    /// The connection's descriptor, for a stream handed over to a process.
+    fn into_fd(self) -> OwnedFd
+    where
+        Self: Sized;
+
     /// Wait (at most `timeout`) until what was written has left the guest.
     /// Used before powering off, so the reply is not lost with the VM.
     /// Streams that cannot tell return at once.
@@ -27,6 +33,10 @@ pub trait Stream: Read + Write {
 impl Stream for UnixStream {
     fn shutdown_write(&self) -> io::Result<()> {
         self.shutdown(std::net::Shutdown::Write)
+    }
+
+    fn into_fd(self) -> OwnedFd {
+        OwnedFd::from(self)
     }
 }
 
@@ -78,6 +88,11 @@ pub fn serve<S: Stream>(mut stream: S, power: &dyn Power) -> Result<(), ConnErro
                 generate_stream(&mut stream, len)
                     .map_err(|source| ConnError::Transfer { id, source })?;
                 // Our side is closed: nothing more can be answered here.
+                return Ok(());
+            }
+            Then::Attach(key, which) => {
+                // From here on the connection is the process's stream.
+                crate::container::attach(&key, which, stream.into_fd());
                 return Ok(());
             }
             Then::PowerOff => {

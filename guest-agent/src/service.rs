@@ -7,7 +7,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
 
-use isola_protocol::{Request, Response, MAX_FRAME_LEN, PROTOCOL_VERSION};
+use isola_protocol::{ProcessKey, Request, Response, StdioStream, MAX_FRAME_LEN, PROTOCOL_VERSION};
+
+use crate::container;
 
 use crate::exec;
 use crate::sys;
@@ -27,6 +29,8 @@ pub enum Then {
     HashStream(u64),
     /// Write this many pattern bytes, then close our side.
     GenerateStream(u64),
+    /// Hand the connection over as a standard stream of a process.
+    Attach(ProcessKey, StdioStream),
     PowerOff,
     Reboot,
 }
@@ -84,6 +88,40 @@ pub fn handle(req: Request) -> Outcome {
         Request::HashStream { len } => ok_then(Then::HashStream(len)),
         Request::GenerateStream { len } => ok_then(Then::GenerateStream(len)),
         Request::ConnectHost { port, payload } => from_result(connect_host(port, &payload)),
+        Request::CreateContainer {
+            id,
+            spec,
+            image_device,
+            files,
+            terminal,
+            stdin: _,
+        } => from_result(container::create_container(
+            &id,
+            &spec,
+            &image_device,
+            &files,
+            terminal,
+        )),
+        Request::CreateExec {
+            id,
+            exec_id,
+            process,
+            terminal,
+            stdin: _,
+        } => from_result(container::create_exec(&id, &exec_id, &process, terminal)),
+        Request::AttachStdio { key, stream } => match container::check_attach(&key, stream) {
+            Ok(()) => ok_then(Then::Attach(key, stream)),
+            Err(e) => error(e).into(),
+        },
+        Request::StartProcess { key } => from_result(container::start(&key)),
+        Request::WaitProcess { key } => from_result(container::wait(&key)),
+        Request::SignalContainer { id, signal, all } => {
+            from_result(container::signal(&id, &signal, all))
+        }
+        Request::ResizeTerminal { key, rows, cols } => {
+            from_result(container::resize(&key, rows, cols))
+        }
+        Request::ContainerStats { id } => from_result(container::stats(&id)),
         Request::Shutdown => ok_then(Then::PowerOff),
         Request::Reboot => ok_then(Then::Reboot),
     }

@@ -152,6 +152,10 @@ impl Stream for VsockStream {
         Ok(())
     }
 
+    fn into_fd(self) -> OwnedFd {
+        self.fd
+    }
+
     /// SIOCOUTQ on a virtio-vsock socket counts the bytes the device (the
     /// VMM) has not taken off the TX queue yet; poll it down to zero.
     fn wait_sent(&self, timeout: Duration) {

@@ -29,6 +29,12 @@ impl<S: Read + Write> AgentClient<S> {
         Self { stream, next_id: 1 }
     }
 
+    /// The stream alone, for a connection that leaves the protocol (a
+    /// standard stream after `AttachStdio`).
+    pub fn into_stream(self) -> S {
+        self.stream
+    }
+
     /// The underlying stream, for raw transfers after
     /// [`Request::HashStream`] or [`Request::GenerateStream`].
     pub fn stream(&mut self) -> &mut S {

@@ -9,7 +9,10 @@ pub mod message;
 
 pub use client::{AgentClient, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
-pub use message::{pattern_byte, Envelope, ExecResult, Request, Response, PROTOCOL_VERSION};
+pub use message::{
+    pattern_byte, Envelope, ExecResult, GuestFile, ProcessKey, Request, Response, StdioStream,
+    PROTOCOL_VERSION,
+};
 
 /// vsock port the agent listens on inside the guest.
 pub const AGENT_VSOCK_PORT: u32 = 1024;

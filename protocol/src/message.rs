@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change; the agent reports it in
 /// [`Response::Version`] and the host refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
@@ -60,10 +60,100 @@ pub enum Request {
         #[serde(with = "crate::message::b64")]
         payload: Vec<u8>,
     },
+    /// Prepare container `id`: its root filesystem (an overlay of the
+    /// image disk `image_device` and a writable layer in guest memory), its
+    /// bundle (`spec`, the very config.json of the process level; the agent
+    /// points `root.path` at the guest rootfs), and the `files` its bind
+    /// mounts name. Its init is then a [`ProcessKey`] with `exec_id` None.
+    CreateContainer {
+        id: String,
+        spec: String,
+        image_device: String,
+        #[serde(default)]
+        files: Vec<GuestFile>,
+        #[serde(default)]
+        terminal: bool,
+        #[serde(default)]
+        stdin: bool,
+    },
+    /// Prepare an extra process in a running container; `process` is an OCI
+    /// process JSON, as `runc exec --process` takes it.
+    CreateExec {
+        id: String,
+        exec_id: String,
+        process: String,
+        #[serde(default)]
+        terminal: bool,
+        #[serde(default)]
+        stdin: bool,
+    },
+    /// After the `Ok`, this connection *is* one standard stream of the
+    /// process: raw bytes, no frames. Stdin's end of file is the host
+    /// closing the connection. Must come before `StartProcess`.
+    AttachStdio {
+        #[serde(flatten)]
+        key: ProcessKey,
+        stream: StdioStream,
+    },
+    /// Start a prepared process (the container's init or an exec).
+    StartProcess {
+        #[serde(flatten)]
+        key: ProcessKey,
+    },
+    /// Answered with [`Response::Exited`] once the process has ended; for
+    /// the init, once the container is gone too.
+    WaitProcess {
+        #[serde(flatten)]
+        key: ProcessKey,
+    },
+    /// Send `signal` (a name or number) to the container's init, or with
+    /// `all` to every process of the container.
+    SignalContainer {
+        id: String,
+        signal: String,
+        #[serde(default)]
+        all: bool,
+    },
+    /// Set the size of a process's terminal.
+    ResizeTerminal {
+        #[serde(flatten)]
+        key: ProcessKey,
+        rows: u16,
+        cols: u16,
+    },
+    /// The container's cgroup figures, as `runc events --stats` prints them;
+    /// answered with [`Response::Stats`].
+    ContainerStats { id: String },
     /// Sync filesystems, answer, then power the VM off.
     Shutdown,
     /// Sync, answer, then reboot (the VMM ends the VM on reset).
     Reboot,
+}
+
+/// Which process of which container: the init when `exec_id` is None.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub struct ProcessKey {
+    pub id: String,
+    #[serde(default)]
+    pub exec_id: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioStream {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+/// A small host file a bind mount of the bundle names (hosts, resolv.conf,
+/// hostname): shipped in the request and written in the guest at `path`
+/// (the same path the spec names, under the agent's bundle directory).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GuestFile {
+    pub source: String,
+    #[serde(with = "crate::message::b64")]
+    pub data: Vec<u8>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -91,6 +181,16 @@ pub enum Response {
     },
     Hash {
         sha256: String,
+    },
+    /// A process ended: its exit code (128 + signal when killed), and
+    /// whether its container's cgroup saw the OOM killer.
+    Exited {
+        code: i32,
+        #[serde(default)]
+        oom_killed: bool,
+    },
+    Stats {
+        json: String,
     },
     /// The request was carried out and has nothing else to say.
     Ok,

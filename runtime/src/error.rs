@@ -40,6 +40,9 @@ pub enum Error {
     /// The supervisor could not create the container (its report).
     #[error("{0}")]
     Start(String),
+    /// The container's VM or its guest agent failed.
+    #[error("{0}")]
+    Vm(String),
     #[error("no such container: {0}")]
     NotFound(String),
     #[error("{0:?} matches more than one container; give more of the ID")]

@@ -20,6 +20,7 @@ pub mod paths;
 pub mod state;
 pub mod supervisor;
 pub mod teardown;
+pub mod vm;
 
 pub use error::Error;
 pub use host::Host;

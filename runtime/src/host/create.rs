@@ -34,12 +34,7 @@ impl Host {
     /// Creates a container; on any failure nothing of it is left.
     pub fn create(&self, request: &CreateRequest) -> Result<ContainerRecord> {
         match request.run.isolation.as_str() {
-            "process" => {}
-            "vm" => {
-                return Err(Error::Invalid(
-                    "vm isolation is not available yet; use --isolation=process".into(),
-                ))
-            }
+            "process" | "vm" => {}
             other => {
                 return Err(Error::Invalid(format!(
                     "invalid --isolation {other:?}: use process or vm"
@@ -69,6 +64,11 @@ impl Host {
         record.auto_remove = request.auto_remove;
         record.stdin_open = request.stdin_open;
         record.tty = request.run.tty;
+        if record.isolation == "vm" {
+            // Made once per image and shared by all its VMs; made here, so
+            // a first run's wait for it is part of create, not of boot.
+            record.vm_disk = Some(self.images.erofs_image(&image)?);
+        }
         self.store.create(&record)?;
 
         if let Err(e) = self.prepare(&paths, &id, &image, &defaults, &request.run) {

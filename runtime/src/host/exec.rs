@@ -29,11 +29,13 @@ pub struct ExecRequest {
     pub tty: bool,
 }
 
-/// A started exec process (the caller's child).
+/// A started exec process (the caller's child, or a process in the
+/// container's VM).
 #[derive(Debug)]
 pub struct ExecProcess {
     pub pid: i32,
     pub terminal: Option<OwnedFd>,
+    pub(crate) vm: Option<super::exec_vm::VmExec>,
 }
 
 impl Host {
@@ -78,6 +80,9 @@ impl Host {
         }
         process["env"] = serde_json::json!(env);
 
+        if record.isolation == "vm" {
+            return self.exec_vm(&paths.dir, id, &process, request.tty);
+        }
         let tag = format!("exec-{}", std::process::id());
         let process_path = paths.dir.join(format!("{tag}.json"));
         std::fs::write(
@@ -107,6 +112,7 @@ impl Host {
                 Ok(ExecProcess {
                     pid,
                     terminal: Some(master),
+                    vm: None,
                 })
             })
         } else {
@@ -115,6 +121,7 @@ impl Host {
                 .map(|pid| ExecProcess {
                     pid,
                     terminal: None,
+                    vm: None,
                 })
                 .map_err(Error::from)
         };
@@ -124,7 +131,10 @@ impl Host {
     }
 
     /// Waits for an exec process; its status in docker's numbers.
-    pub fn wait_exec(&self, process: &ExecProcess) -> Result<i32> {
+    pub fn wait_exec(&self, process: &mut ExecProcess) -> Result<i32> {
+        if let Some(vm) = process.vm.take() {
+            return vm.wait();
+        }
         let pid = Pid::from_raw(process.pid)
             .ok_or_else(|| Error::Invalid(format!("bad exec pid {}", process.pid)))?;
         loop {

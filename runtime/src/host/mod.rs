@@ -4,6 +4,7 @@
 mod attach;
 mod create;
 mod exec;
+mod exec_vm;
 mod images;
 mod inspect;
 mod reconcile;

@@ -21,7 +21,7 @@ impl Host {
                     record.name
                 )));
             }
-            if let Err(e) = self.runner.kill(id.as_str(), "KILL", true) {
+            if let Err(e) = self.signal(&record, "KILL", true) {
                 tracing::debug!("SIGKILL before removal: {e}");
             }
             self.wait_stopped(id, Duration::from_secs(10))?;

@@ -5,7 +5,10 @@ use std::time::{Duration, Instant};
 use super::Host;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
-use crate::state::ContainerStatus;
+use crate::state::{ContainerRecord, ContainerStatus};
+use crate::vm::agent::agent_error;
+use crate::vm::connect_agent;
+use isola_protocol::Request;
 
 impl Host {
     /// Sends `signal` (a name like `TERM`/`SIGTERM` or a number) to the
@@ -18,24 +21,45 @@ impl Host {
                 record.name
             )));
         }
-        self.runner.kill(id.as_str(), signal, false)?;
-        Ok(())
+        self.signal(&record, signal, false)
+    }
+
+    /// Delivers a signal through the runner that runs the container: ours
+    /// on the host, or the guest's, through its agent.
+    pub(crate) fn signal(&self, record: &ContainerRecord, signal: &str, all: bool) -> Result<()> {
+        if record.isolation != "vm" {
+            self.runner.kill(record.id.as_str(), signal, all)?;
+            return Ok(());
+        }
+        let mut agent = connect_agent(&self.paths(&record.id).dir)?;
+        agent
+            .stream()
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .map_err(Error::io("agent connection"))?;
+        agent
+            .expect_ok(Request::SignalContainer {
+                id: record.id.as_str().to_owned(),
+                signal: signal.trim_start_matches("SIG").to_owned(),
+                all,
+            })
+            .map_err(agent_error)
     }
 
     /// docker's stop: SIGTERM, then after `timeout` SIGKILL to every process
     /// of the container; returns once the supervisor has recorded the exit.
     pub fn stop(&self, id: &ContainerId, timeout: Duration) -> Result<()> {
-        if self.record(id)?.status != ContainerStatus::Running {
+        let record = self.record(id)?;
+        if record.status != ContainerStatus::Running {
             return Ok(());
         }
-        if let Err(e) = self.runner.kill(id.as_str(), "TERM", false) {
+        if let Err(e) = self.signal(&record, "TERM", false) {
             tracing::debug!("SIGTERM: {e}");
         }
         if self.wait_stopped(id, timeout)? {
             return Ok(());
         }
         tracing::info!("{id} ignored SIGTERM for {timeout:?}; sending SIGKILL");
-        if let Err(e) = self.runner.kill(id.as_str(), "KILL", true) {
+        if let Err(e) = self.signal(&record, "KILL", true) {
             tracing::debug!("SIGKILL: {e}");
         }
         if self.wait_stopped(id, Duration::from_secs(10))? {

@@ -55,6 +55,9 @@ pub struct ContainerRecord {
     pub error: Option<String>,
     /// Remove everything once it stops (`run --rm`).
     pub auto_remove: bool,
+    /// At the vm level: the image's EROFS disk, attached read-only.
+    #[serde(default)]
+    pub vm_disk: Option<PathBuf>,
 }
 
 impl ContainerRecord {
@@ -81,6 +84,7 @@ impl ContainerRecord {
             oom_killed: false,
             error: None,
             auto_remove: false,
+            vm_disk: None,
         }
     }
 }

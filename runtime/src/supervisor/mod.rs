@@ -12,6 +12,7 @@
 mod attach;
 mod pump;
 mod stdio;
+mod vm;
 
 use std::fs::File;
 use std::io::Write;
@@ -68,6 +69,9 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
     let runner = Runner::new(runner_root(&opts.root))?;
     let paths = ContainerPaths::new(&opts.root, &opts.id);
     let record = store.load(&opts.id)?;
+    if record.isolation == "vm" {
+        return vm::run(opts, report, &store, &runner, &paths, &record);
+    }
 
     let prepared = prepare(opts, &store, &runner, &paths, record.stdin_open, record.tty);
     let (mut session, listener) = match prepared {
@@ -82,7 +86,13 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
     drop(report);
 
     let first_client = if opts.wait_attach {
-        match wait_for_attach(&listener, &session) {
+        let master = session.master.as_ref();
+        let mut resize = |rows, cols| {
+            if let Some(master) = master {
+                stdio::resize(master, rows, cols);
+            }
+        };
+        match wait_for_attach(&listener, &mut resize) {
             Ok(client) => Some(client),
             Err(e) => {
                 tracing::error!("no CLI attached: {e}");
@@ -109,8 +119,20 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
     }
     tracing::info!(pid = session.pid, "container started");
 
-    let outcome = pump::run(&mut session, listener, first_client, &paths)?;
-    let code = finish(opts, &store, &runner, &session, outcome.code)?;
+    let exit: pump::ExitWatch = Box::new(move || pump::reap_until(pid));
+    let outcome = pump::run(
+        &mut session,
+        listener,
+        first_client,
+        &paths,
+        exit,
+        Box::new(|_, _| {}),
+    )?;
+    let mut ended = outcome.ended;
+    if ended.oom_killed.is_none() {
+        ended.oom_killed = Some(oom::was_oom_killed(&session.cgroups_path));
+    }
+    let code = finish(opts, &store, &runner, &ended)?;
     for mut client in outcome.clients {
         let _ = Frame::Exit(code).write_to(&mut client);
     }
@@ -204,7 +226,10 @@ fn prepare(
 /// Waits for the attaching CLI's connection and its `Ready`; a terminal
 /// size sent before `Ready` is applied at once, so the program starts with
 /// the right size.
-fn wait_for_attach(listener: &UnixListener, session: &Session) -> std::io::Result<UnixStream> {
+fn wait_for_attach(
+    listener: &UnixListener,
+    resize: &mut dyn FnMut(u16, u16),
+) -> std::io::Result<UnixStream> {
     // Block in poll, not a sleep loop: this is on every `run`'s start path.
     let mut fds = [rustix::event::PollFd::new(
         listener,
@@ -225,11 +250,7 @@ fn wait_for_attach(listener: &UnixListener, session: &Session) -> std::io::Resul
     loop {
         match Frame::read_from(&mut stream)? {
             Some(Frame::Ready) => break,
-            Some(Frame::Resize { rows, cols }) => {
-                if let Some(master) = &session.master {
-                    stdio::resize(master, rows, cols);
-                }
-            }
+            Some(Frame::Resize { rows, cols }) => resize(rows, cols),
             Some(other) => tracing::debug!("before Ready: {other:?}"),
             None => {
                 return Err(std::io::Error::new(
@@ -249,15 +270,18 @@ fn finish(
     opts: &SupervisorOptions,
     store: &StateStore,
     runner: &Runner,
-    session: &Session,
-    code: i32,
+    ended: &pump::Ended,
 ) -> Result<i32> {
-    let oom_killed = oom::was_oom_killed(&session.cgroups_path);
+    let code = ended.code;
+    let oom_killed = ended.oom_killed.unwrap_or(false);
     let (record, _) = store.update(&opts.id, |r| {
         r.status = ContainerStatus::Stopped;
         r.exit_code = Some(code);
         r.finished_at = Some(Utc::now());
         r.oom_killed = oom_killed;
+        if ended.error.is_some() {
+            r.error = ended.error.clone();
+        }
     })?;
     tracing::info!(code, oom_killed, "container exited");
     if record.auto_remove {

@@ -36,13 +36,29 @@ enum Event {
     OutputClosed,
     Client(UnixStream),
     Input(Frame),
-    Exited(i32),
+    Exited(Ended),
 }
+
+/// How the container's init ended, as its watcher learned it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ended {
+    pub code: i32,
+    /// Known to the watcher (the guest's cgroup, at the vm level); else the
+    /// supervisor asks the host's cgroup.
+    pub oom_killed: Option<bool>,
+    /// Why it ended when it was not its own doing (its VM died).
+    pub error: Option<String>,
+}
+
+/// Blocks until the container's init has ended (run on a thread).
+pub(crate) type ExitWatch = Box<dyn FnOnce() -> Ended + Send>;
+/// Applies a terminal size the attached CLI sends.
+pub(crate) type Resize = Box<dyn FnMut(u16, u16)>;
 
 /// How the running phase ended: the init's status, and the CLIs still
 /// attached (they get `Exit` once the supervisor has cleaned up).
 pub(crate) struct Outcome {
-    pub code: i32,
+    pub ended: Ended,
     pub clients: Vec<UnixStream>,
 }
 
@@ -51,6 +67,8 @@ pub(crate) fn run(
     listener: UnixListener,
     first_client: Option<UnixStream>,
     paths: &ContainerPaths,
+    exit: ExitWatch,
+    mut resize: Resize,
 ) -> Result<Outcome> {
     let (tx, rx) = sync_channel::<Event>(64);
     let mut log = LogWriter::open(&paths.log(), LOG_MAX_SIZE, LOG_KEEP)?;
@@ -66,8 +84,11 @@ pub(crate) fn run(
         } => {
             stdin = input.map(File::from);
             spawn_reader(stdout, Stream::Stdout, tx.clone());
-            spawn_reader(stderr, Stream::Stderr, tx.clone());
-            open_outputs = 2;
+            open_outputs = 1;
+            if let Some(stderr) = stderr {
+                spawn_reader(stderr, Stream::Stderr, tx.clone());
+                open_outputs = 2;
+            }
         }
         HostEnds::Terminal => {
             if let Some(master) = session.master.take() {
@@ -78,7 +99,7 @@ pub(crate) fn run(
             }
         }
     }
-    spawn_reaper(session.pid, tx.clone());
+    spawn_watcher(exit, tx.clone());
     let mut clients = Vec::new();
     if let Some(client) = first_client {
         if let Some(writer) = client_writer(&client) {
@@ -89,12 +110,15 @@ pub(crate) fn run(
     spawn_acceptor(listener, tx.clone());
     drop(tx);
 
-    let mut exit: Option<(i32, Instant)> = None;
+    let mut exit: Option<(Ended, Instant)> = None;
     loop {
-        if let Some((code, at)) = exit {
+        if let Some((ended, at)) = &exit {
             if open_outputs == 0 || at.elapsed() > DRAIN_TIMEOUT {
                 let _ = log.flush();
-                return Ok(Outcome { code, clients });
+                return Ok(Outcome {
+                    ended: ended.clone(),
+                    clients,
+                });
             }
         }
         let event = match rx.recv_timeout(Duration::from_millis(200)) {
@@ -126,13 +150,12 @@ pub(crate) fn run(
                 }
             }
             Event::Input(Frame::StdinEof) => stdin = None,
-            Event::Input(Frame::Resize { rows, cols }) => {
-                if let Some(t) = &terminal {
-                    super::stdio::resize(t, rows, cols);
-                }
-            }
+            Event::Input(Frame::Resize { rows, cols }) => match &terminal {
+                Some(t) => super::stdio::resize(t, rows, cols),
+                None => resize(rows, cols),
+            },
             Event::Input(_) => {}
-            Event::Exited(code) => exit = Some((code, Instant::now())),
+            Event::Exited(ended) => exit = Some((ended, Instant::now())),
         }
     }
 }
@@ -156,28 +179,38 @@ fn spawn_reader(fd: OwnedFd, stream: Stream, tx: SyncSender<Event>) {
     });
 }
 
+fn spawn_watcher(exit: ExitWatch, tx: SyncSender<Event>) {
+    std::thread::spawn(move || {
+        let _ = tx.send(Event::Exited(exit()));
+    });
+}
+
 /// Reaps every child (`wait`: pid -1; rustix maps `waitpid(None)` to 0,
-/// our process group only), the init and orphans reparented to us, reporting
-/// the init's status in docker's numbers.
-fn spawn_reaper(pid: i32, tx: SyncSender<Event>) {
-    std::thread::spawn(move || loop {
+/// our process group only), the init and orphans reparented to us, and
+/// returns the init's status in docker's numbers.
+pub(crate) fn reap_until(pid: i32) -> Ended {
+    loop {
         match wait(wait_all()) {
             Ok(Some((child, status))) if child.as_raw_nonzero().get() == pid => {
                 let code = status
                     .exit_status()
                     .or_else(|| status.terminating_signal().map(|s| 128 + s))
                     .unwrap_or(255);
-                let _ = tx.send(Event::Exited(code));
-                return;
+                return Ended {
+                    code,
+                    ..Ended::default()
+                };
             }
             Ok(_) => {}
             Err(e) => {
                 tracing::error!("waiting for the container's init ({pid}): {e}");
-                let _ = tx.send(Event::Exited(255));
-                return;
+                return Ended {
+                    code: 255,
+                    ..Ended::default()
+                };
             }
         }
-    });
+    }
 }
 
 fn spawn_acceptor(listener: UnixListener, tx: SyncSender<Event>) {

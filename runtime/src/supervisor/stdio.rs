@@ -13,10 +13,12 @@ use rustix::pipe::{pipe_with, PipeFlags};
 
 /// The supervisor's ends of the container's stdio.
 pub enum HostEnds {
+    /// Pipes (process level) or the guest's stdio streams (vm level; a
+    /// terminal there has no separate stderr).
     Pipes {
         stdin: Option<OwnedFd>,
         stdout: OwnedFd,
-        stderr: OwnedFd,
+        stderr: Option<OwnedFd>,
     },
     Terminal,
 }
@@ -43,7 +45,7 @@ pub fn pipes(interactive: bool) -> std::io::Result<(HostEnds, ContainerEnds)> {
         HostEnds::Pipes {
             stdin: stdin_host,
             stdout: stdout_r,
-            stderr: stderr_r,
+            stderr: Some(stderr_r),
         },
         ContainerEnds {
             stdin: stdin_ctr,

@@ -64,9 +64,9 @@ pub fn run(host: &Host, args: ExecArgs) -> Result<i32> {
             resize(&master, rows, cols);
         }
         proxy_terminal(master, args.interactive);
-        return Ok(host.wait_exec(&process)?);
+        return Ok(host.wait_exec(&mut process)?);
     }
-    Ok(host.wait_exec(&process)?)
+    Ok(host.wait_exec(&mut process)?)
 }
 
 fn resize(master: &File, rows: u16, cols: u16) {

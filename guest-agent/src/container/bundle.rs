@@ -1,0 +1,175 @@
+//! A container's bundle in the guest: the image disk mounted once per
+//! device, an overlay with a writable layer in guest memory as the rootfs,
+//! and the host's config.json pointed at it.
+
+use std::collections::HashSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use isola_protocol::GuestFile;
+use serde_json::Value;
+
+use crate::sys;
+
+/// Where the agent keeps containers, image mounts and the runner's state.
+pub const CONTAINERS_DIR: &str = "/run/isola/containers";
+pub const IMAGES_DIR: &str = "/run/isola/images";
+pub const RUNNER_ROOT: &str = "/run/isola/runner";
+
+/// The annotation that asked the host for a VM: inside the guest the same
+/// bundle runs at process level, so the in-guest runner must not see it.
+const ISOLATION_ANNOTATION: &str = "io.isola.isolation";
+
+/// Image devices already mounted (one mount serves every container of it).
+static MOUNTED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+
+/// A name the host chose for a container or process: it becomes a path
+/// component and a runner ID, so only a safe alphabet.
+pub fn validate_name(what: &str, name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!("invalid {what} {name:?}"))
+    }
+}
+
+pub fn container_dir(id: &str) -> PathBuf {
+    Path::new(CONTAINERS_DIR).join(id)
+}
+
+/// Mounts `device` (an attached virtio-blk disk holding the image's EROFS)
+/// read-only, once; returns where.
+fn mount_image(device: &str) -> Result<PathBuf, String> {
+    let name = device
+        .strip_prefix("/dev/")
+        .filter(|n| n.starts_with("vd") && n[2..].bytes().all(|b| b.is_ascii_lowercase()))
+        .ok_or_else(|| format!("image device {device:?} is not a virtio disk"))?;
+    let target = Path::new(IMAGES_DIR).join(name);
+    let mut mounted = MOUNTED.lock().unwrap_or_else(|p| p.into_inner());
+    let set = mounted.get_or_insert_with(HashSet::new);
+    if set.contains(name) {
+        return Ok(target);
+    }
+    fs::create_dir_all(&target).map_err(|e| format!("creating {}: {e}", target.display()))?;
+    sys::mount(
+        device,
+        &target.to_string_lossy(),
+        "erofs",
+        libc::MS_RDONLY | libc::MS_NODEV,
+        None,
+    )
+    .map_err(|e| format!("mounting the image disk {device}: {e}"))?;
+    set.insert(name.to_owned());
+    Ok(target)
+}
+
+/// Builds the bundle of container `id`; returns its directory.
+pub fn prepare(
+    id: &str,
+    spec: &str,
+    image_device: &str,
+    files: &[GuestFile],
+) -> Result<PathBuf, String> {
+    let mut spec: Value =
+        serde_json::from_str(spec).map_err(|e| format!("config.json of {id}: {e}"))?;
+    let lower = mount_image(image_device)?;
+    let dir = container_dir(id);
+    if dir.exists() {
+        return Err(format!("container {id} already exists in this guest"));
+    }
+    let (upper, work, rootfs, shipped) = (
+        dir.join("upper"),
+        dir.join("work"),
+        dir.join("rootfs"),
+        dir.join("files"),
+    );
+    for d in [&upper, &work, &rootfs, &shipped] {
+        fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    sys::mount(
+        "overlay",
+        &rootfs.to_string_lossy(),
+        "overlay",
+        0,
+        Some(&options),
+    )
+    .map_err(|e| format!("mounting the rootfs of {id}: {e}"))?;
+
+    spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
+    if let Some(annotations) = spec.get_mut("annotations").and_then(Value::as_object_mut) {
+        annotations.remove(ISOLATION_ANNOTATION);
+    }
+    place_files(&mut spec, files, &shipped)?;
+    let text = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+    let config = dir.join("config.json");
+    fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
+    Ok(dir)
+}
+
+/// Writes the shipped files and points the mounts that name them at the
+/// guest copies.
+fn place_files(spec: &mut Value, files: &[GuestFile], dir: &Path) -> Result<(), String> {
+    let Some(mounts) = spec.get_mut("mounts").and_then(Value::as_array_mut) else {
+        return Ok(());
+    };
+    for (n, file) in files.iter().enumerate() {
+        let guest = dir.join(n.to_string());
+        fs::write(&guest, &file.data).map_err(|e| format!("writing {}: {e}", guest.display()))?;
+        for mount in mounts.iter_mut() {
+            if mount.get("source").and_then(Value::as_str) == Some(file.source.as_str()) {
+                mount["source"] = Value::String(guest.to_string_lossy().into_owned());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Unmounts and removes what [`prepare`] made.
+pub fn remove(id: &str) {
+    let dir = container_dir(id);
+    let rootfs = dir.join("rootfs");
+    if let Ok(c) = std::ffi::CString::new(rootfs.to_string_lossy().as_bytes()) {
+        // SAFETY: umount2 with a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    if let Err(e) = fs::remove_dir_all(&dir) {
+        tracing::warn!("removing {}: {e}", dir.display());
+    }
+}
+
+/// Whether the container's cgroup (v2, where the runner put it) saw the OOM
+/// killer.
+pub fn oom_killed(spec_dir: &Path) -> bool {
+    let Ok(text) = fs::read_to_string(spec_dir.join("config.json")) else {
+        return false;
+    };
+    let Ok(spec) = serde_json::from_str::<Value>(&text) else {
+        return false;
+    };
+    let Some(path) = spec["linux"]["cgroupsPath"].as_str() else {
+        return false;
+    };
+    let events = Path::new("/sys/fs/cgroup")
+        .join(path.trim_start_matches('/'))
+        .join("memory.events");
+    fs::read_to_string(events)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find_map(|l| l.strip_prefix("oom_kill ")?.trim().parse::<u64>().ok())
+        })
+        .is_some_and(|n| n > 0)
+}

@@ -1,0 +1,440 @@
+//! The container API: each container's init and exec'd processes are run by
+//! the same runner as at the process level (`isola-runtime`, shipped in the
+//! initramfs), with the host's stdio streams (vsock connections) as their
+//! standard descriptors, so output goes from the container to the host
+//! without passing through the agent. With a terminal, the agent copies
+//! between the pty master and the streams.
+//!
+//! Lifecycle of a process: created (bundle or process file ready) →
+//! streams attached → started (runner spawned) → exited (status kept for
+//! any later `WaitProcess`).
+
+mod bundle;
+mod terminal;
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use isola_protocol::{GuestFile, ProcessKey, Response, StdioStream};
+
+use crate::exec;
+use crate::reaper::Children;
+use crate::sys;
+
+pub use bundle::validate_name;
+
+/// The runner, as rootfs/build.sh puts it in the initramfs.
+pub const RUNTIME: &str = "/bin/isola-runtime";
+
+const ENV: &[&str] = &["PATH=/bin:/sbin:/usr/bin:/usr/sbin"];
+
+/// At most this many processes (live or remembered) per guest.
+const MAX_PROCESSES: usize = 4096;
+
+struct Process {
+    /// The runner's command line.
+    argv: Vec<String>,
+    /// The container's directory in the guest.
+    dir: PathBuf,
+    terminal: bool,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    pid: Option<libc::pid_t>,
+    /// Kept to resize the terminal.
+    master: Option<OwnedFd>,
+    /// Kept so the reaper's notification byte has somewhere to go.
+    _notify: Option<OwnedFd>,
+    waiting: bool,
+    exit: Option<(i32, bool)>,
+}
+
+static TABLE: Mutex<Option<HashMap<ProcessKey, Process>>> = Mutex::new(None);
+
+fn table() -> MutexGuard<'static, Option<HashMap<ProcessKey, Process>>> {
+    TABLE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn with_table<T>(f: impl FnOnce(&mut HashMap<ProcessKey, Process>) -> T) -> T {
+    let mut guard = table();
+    f(guard.get_or_insert_with(HashMap::new))
+}
+
+fn init_key(id: &str) -> ProcessKey {
+    ProcessKey {
+        id: id.to_owned(),
+        exec_id: None,
+    }
+}
+
+fn new_process(argv: Vec<String>, dir: PathBuf, terminal: bool) -> Process {
+    Process {
+        argv,
+        dir,
+        terminal,
+        stdin: None,
+        stdout: None,
+        stderr: None,
+        pid: None,
+        master: None,
+        _notify: None,
+        waiting: false,
+        exit: None,
+    }
+}
+
+fn insert(key: ProcessKey, process: Process) -> Result<(), String> {
+    with_table(|t| {
+        if t.contains_key(&key) {
+            return Err(format!("{key:?} already exists"));
+        }
+        if t.len() >= MAX_PROCESSES {
+            return Err("too many processes in this guest".into());
+        }
+        t.insert(key, process);
+        Ok(())
+    })
+}
+
+fn runner_base() -> Vec<String> {
+    vec![RUNTIME.into(), "--root".into(), bundle::RUNNER_ROOT.into()]
+}
+
+fn console_socket(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
+    dir.join(format!(
+        "console-{}.sock",
+        key.exec_id.as_deref().unwrap_or("init")
+    ))
+}
+
+pub fn create_container(
+    id: &str,
+    spec: &str,
+    image_device: &str,
+    files: &[GuestFile],
+    terminal: bool,
+) -> Result<Response, String> {
+    validate_name("container id", id)?;
+    if with_table(|t| t.contains_key(&init_key(id))) {
+        return Err(format!("container {id} already exists in this guest"));
+    }
+    let dir = bundle::prepare(id, spec, image_device, files)?;
+    let mut argv = runner_base();
+    // The guest's root is the initramfs, which pivot_root cannot leave.
+    argv.extend(["run", "--keep", "--no-pivot", "--bundle"].map(String::from));
+    argv.push(dir.to_string_lossy().into_owned());
+    if terminal {
+        argv.push("--console-socket".into());
+        argv.push(
+            console_socket(&dir, &init_key(id))
+                .to_string_lossy()
+                .into_owned(),
+        );
+    }
+    argv.push(id.to_owned());
+    if let Err(e) = insert(init_key(id), new_process(argv, dir, terminal)) {
+        bundle::remove(id);
+        return Err(e);
+    }
+    tracing::info!(id, "container created");
+    Ok(Response::Ok)
+}
+
+pub fn create_exec(
+    id: &str,
+    exec_id: &str,
+    process: &str,
+    terminal: bool,
+) -> Result<Response, String> {
+    validate_name("exec id", exec_id)?;
+    let dir = with_table(|t| match t.get(&init_key(id)) {
+        Some(p) if p.pid.is_some() && p.exit.is_none() => Ok(p.dir.clone()),
+        Some(_) => Err(format!("container {id} is not running")),
+        None => Err(format!("no container {id}")),
+    })?;
+    serde_json::from_str::<serde_json::Value>(process)
+        .map_err(|e| format!("process of exec {exec_id}: {e}"))?;
+    let file = dir.join(format!("exec-{exec_id}.json"));
+    fs::write(&file, process).map_err(|e| format!("writing {}: {e}", file.display()))?;
+    let key = ProcessKey {
+        id: id.to_owned(),
+        exec_id: Some(exec_id.to_owned()),
+    };
+    let mut argv = runner_base();
+    argv.extend(["exec", "--process"].map(String::from));
+    argv.push(file.to_string_lossy().into_owned());
+    if terminal {
+        argv.push("--console-socket".into());
+        argv.push(console_socket(&dir, &key).to_string_lossy().into_owned());
+    }
+    argv.push(id.to_owned());
+    insert(key, new_process(argv, dir, terminal))?;
+    Ok(Response::Ok)
+}
+
+/// Checks an `AttachStdio` before its `Ok` is sent.
+pub fn check_attach(key: &ProcessKey, stream: StdioStream) -> Result<(), String> {
+    with_table(|t| {
+        let p = t.get(key).ok_or_else(|| format!("no process {key:?}"))?;
+        if p.pid.is_some() {
+            return Err("the process has already started".into());
+        }
+        let slot = match stream {
+            StdioStream::Stdin => &p.stdin,
+            StdioStream::Stdout => &p.stdout,
+            StdioStream::Stderr => &p.stderr,
+        };
+        if slot.is_some() {
+            return Err(format!("{stream:?} is already attached"));
+        }
+        Ok(())
+    })
+}
+
+/// Takes over the connection of an accepted `AttachStdio`.
+pub fn attach(key: &ProcessKey, stream: StdioStream, fd: OwnedFd) {
+    with_table(|t| {
+        if let Some(p) = t.get_mut(key) {
+            if p.pid.is_none() {
+                let slot = match stream {
+                    StdioStream::Stdin => &mut p.stdin,
+                    StdioStream::Stdout => &mut p.stdout,
+                    StdioStream::Stderr => &mut p.stderr,
+                };
+                *slot = Some(fd);
+            }
+        }
+    });
+}
+
+fn dev_null(write: bool) -> Result<OwnedFd, String> {
+    OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .open("/dev/null")
+        .map(OwnedFd::from)
+        .map_err(|e| format!("/dev/null: {e}"))
+}
+
+fn clone_fd(fd: &OwnedFd) -> Result<OwnedFd, String> {
+    fd.try_clone().map_err(|e| format!("dup: {e}"))
+}
+
+pub fn start(key: &ProcessKey) -> Result<Response, String> {
+    // Everything the spawn needs is taken under the lock; the spawn itself
+    // (fork + exec of the runner) happens outside it.
+    let (argv, dir, terminal, stdin, stdout, stderr) = with_table(|t| {
+        let p = t
+            .get_mut(key)
+            .ok_or_else(|| format!("no process {key:?}"))?;
+        if p.pid.is_some() || p.waiting {
+            return Err(format!("{key:?} has already started"));
+        }
+        p.waiting = true; // reserved: a second Start is refused
+        Ok((
+            p.argv.clone(),
+            p.dir.clone(),
+            p.terminal,
+            p.stdin.take(),
+            p.stdout.take(),
+            p.stderr.take(),
+        ))
+    })?;
+    let spawned = spawn(key, &argv, &dir, terminal, stdin, stdout, stderr);
+    with_table(|t| {
+        if let Some(p) = t.get_mut(key) {
+            p.waiting = false;
+            if let Ok((pid, notify)) = &spawned {
+                p.pid = Some(*pid);
+                p._notify = notify.try_clone().ok();
+            }
+        }
+    });
+    let (pid, _) = spawned?;
+    tracing::info!(?key, pid, "process started");
+    Ok(Response::Ok)
+}
+
+fn spawn(
+    key: &ProcessKey,
+    argv: &[String],
+    dir: &std::path::Path,
+    terminal: bool,
+    stdin: Option<OwnedFd>,
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+) -> Result<(libc::pid_t, OwnedFd), String> {
+    let env: Vec<String> = ENV.iter().map(|s| s.to_string()).collect();
+    let stdout = match stdout {
+        Some(fd) => fd,
+        None => dev_null(true)?,
+    };
+    let stdio = if terminal {
+        // The runner's own messages go to the output stream; the
+        // container's stdio is the pty.
+        let listener = terminal::listen(&console_socket(dir, key))
+            .map_err(|e| format!("console socket: {e}"))?;
+        let to_host = clone_fd(&stdout)?;
+        let key = key.clone();
+        std::thread::Builder::new()
+            .name("terminal".into())
+            .spawn(move || pump_terminal(key, listener, to_host, stdin))
+            .map_err(|e| format!("terminal thread: {e}"))?;
+        let stderr = match stderr {
+            Some(fd) => fd,
+            None => clone_fd(&stdout)?,
+        };
+        [dev_null(false)?, stdout, stderr]
+    } else {
+        let stdin = match stdin {
+            Some(fd) => fd,
+            None => dev_null(false)?,
+        };
+        let stderr = match stderr {
+            Some(fd) => fd,
+            None => dev_null(true)?,
+        };
+        [stdin, stdout, stderr]
+    };
+    let (notify_r, notify_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    let pid = exec::spawn_with_stdio(argv, &env, stdio, notify_w).map_err(|e| e.to_string())?;
+    Ok((pid, notify_r))
+}
+
+fn pump_terminal(
+    key: ProcessKey,
+    listener: std::os::unix::net::UnixListener,
+    to_host: OwnedFd,
+    from_host: Option<OwnedFd>,
+) {
+    let master = match terminal::receive_master(&listener) {
+        Ok(m) => m,
+        Err(e) => {
+            tracing::warn!(?key, "no terminal: {e}");
+            return;
+        }
+    };
+    drop(listener);
+    let (Ok(reader), Ok(writer), Ok(kept)) =
+        (master.try_clone(), master.try_clone(), master.try_clone())
+    else {
+        return;
+    };
+    with_table(|t| {
+        if let Some(p) = t.get_mut(&key) {
+            p.master = Some(kept);
+        }
+    });
+    if let Some(input) = from_host {
+        std::thread::spawn(move || terminal::copy(input, writer));
+    }
+    terminal::copy(reader, to_host);
+}
+
+/// Blocks until the process ends; for a container's init, also removes the
+/// container from the guest.
+pub fn wait(key: &ProcessKey) -> Result<Response, String> {
+    let pid = loop {
+        let state = with_table(|t| {
+            let p = t
+                .get_mut(key)
+                .ok_or_else(|| format!("no process {key:?}"))?;
+            if let Some((code, oom_killed)) = p.exit {
+                return Ok(Err(Response::Exited { code, oom_killed }));
+            }
+            match p.pid {
+                Some(pid) if !p.waiting => {
+                    p.waiting = true;
+                    Ok(Ok(Some(pid)))
+                }
+                Some(_) => Ok(Ok(None)),
+                None => Err(format!("{key:?} has not started")),
+            }
+        })?;
+        match state {
+            Err(done) => return Ok(done),
+            Ok(Some(pid)) => break pid,
+            // Another connection waits for it; its answer is kept for us.
+            Ok(None) => std::thread::sleep(Duration::from_millis(50)),
+        }
+    };
+    let code = Children::global().wait(pid);
+    let dir = with_table(|t| t.get(key).map(|p| p.dir.clone()));
+    let mut oom_killed = false;
+    if key.exec_id.is_none() {
+        if let Some(dir) = &dir {
+            oom_killed = bundle::oom_killed(dir);
+        }
+        remove_container(&key.id);
+    } else if let (Some(dir), Some(exec_id)) = (&dir, &key.exec_id) {
+        let _ = fs::remove_file(dir.join(format!("exec-{exec_id}.json")));
+    }
+    with_table(|t| {
+        if let Some(p) = t.get_mut(key) {
+            p.exit = Some((code, oom_killed));
+            p.waiting = false;
+            p.master = None;
+        }
+    });
+    tracing::info!(?key, code, oom_killed, "process exited");
+    Ok(Response::Exited { code, oom_killed })
+}
+
+fn run_runner(args: &[&str]) -> Result<String, String> {
+    let mut argv = runner_base();
+    argv.extend(args.iter().map(|s| s.to_string()));
+    let env: Vec<String> = ENV.iter().map(|s| s.to_string()).collect();
+    let result = exec::run(&exec::Command {
+        argv: &argv,
+        env: &env,
+        cwd: None,
+        stdin: &[],
+    })
+    .map_err(|e| e.to_string())?;
+    if result.status != 0 {
+        return Err(String::from_utf8_lossy(&result.stderr).trim().to_string());
+    }
+    Ok(String::from_utf8_lossy(&result.stdout).into_owned())
+}
+
+fn remove_container(id: &str) {
+    if let Err(e) = run_runner(&["delete", "--force", id]) {
+        tracing::warn!(id, "runner delete: {e}");
+    }
+    bundle::remove(id);
+}
+
+pub fn signal(id: &str, signal: &str, all: bool) -> Result<Response, String> {
+    validate_name("container id", id)?;
+    if signal.is_empty() || !signal.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(format!("invalid signal {signal:?}"));
+    }
+    let mut args = vec!["kill"];
+    if all {
+        args.push("--all");
+    }
+    args.extend([id, signal]);
+    run_runner(&args)?;
+    Ok(Response::Ok)
+}
+
+pub fn resize(key: &ProcessKey, rows: u16, cols: u16) -> Result<Response, String> {
+    with_table(|t| {
+        let p = t.get(key).ok_or_else(|| format!("no process {key:?}"))?;
+        match &p.master {
+            Some(m) => terminal::resize(m, rows, cols).map_err(|e| format!("resize: {e}")),
+            None => Err(format!("{key:?} has no terminal")),
+        }
+    })?;
+    Ok(Response::Ok)
+}
+
+pub fn stats(id: &str) -> Result<Response, String> {
+    validate_name("container id", id)?;
+    let json = run_runner(&["events", "--stats", id])?;
+    Ok(Response::Stats { json })
+}

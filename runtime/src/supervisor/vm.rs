@@ -1,0 +1,319 @@
+//! The supervisor at the vm level: the same job as at the process level
+//! (stdio, logs, attach, exit status), but the container runs in a microVM
+//! this process boots and runs itself. The guest's agent creates the
+//! container from the same config.json with the same runner; the
+//! container's stdout, stderr and stdin are separate vsock streams, which
+//! the pump treats exactly like the process level's pipes.
+
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use chrono::Utc;
+use isola_container::Runner;
+use isola_protocol::{GuestFile, ProcessKey, Request, Response, StdioStream};
+
+use super::pump::{self, Ended};
+use super::stdio::HostEnds;
+use super::{finish, wait_for_attach, Frame, Session, SupervisorOptions};
+use crate::error::{Error, Result};
+use crate::liveness;
+use crate::paths::{ContainerPaths, SocketDir, ATTACH_SOCKET};
+use crate::state::{ContainerRecord, ContainerStatus, StateStore};
+use crate::teardown;
+use crate::vm::agent::{agent_error, open_stdio};
+use crate::vm::{connect_agent, AgentConn, Sandbox, VmSize, IMAGE_DEVICE};
+
+/// Control requests (create, start, resize) get this long to be answered.
+const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A host file a bundle may ship into the guest (hosts, resolv.conf,
+/// hostname) is never larger than this.
+const MAX_SHIPPED_FILE: u64 = 1 << 20;
+
+pub(super) fn run(
+    opts: &SupervisorOptions,
+    mut report: File,
+    store: &StateStore,
+    runner: &Runner,
+    paths: &ContainerPaths,
+    record: &ContainerRecord,
+) -> Result<i32> {
+    let (mut session, listener, sandbox) = match prepare(opts, store, paths, record) {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = writeln!(report, "error: {e}");
+            let _ = teardown::teardown(&opts.root, store, runner, &opts.id);
+            return Err(e);
+        }
+    };
+    let _ = writeln!(report, "created");
+    drop(report);
+
+    let key = ProcessKey {
+        id: opts.id.as_str().to_owned(),
+        exec_id: None,
+    };
+    let mut control = control_connection(paths)?;
+    let first_client = if opts.wait_attach {
+        let mut resize = resizer(&mut control, &key, record.tty);
+        match wait_for_attach(&listener, &mut resize) {
+            Ok(client) => Some(client),
+            Err(e) => {
+                tracing::error!("no CLI attached: {e}");
+                sandbox.stop();
+                let _ = teardown::teardown(&opts.root, store, runner, &opts.id);
+                return Err(Error::io(paths.attach_socket())(e));
+            }
+        }
+    } else {
+        None
+    };
+
+    // The wait is asked for before the start, on its own connection, so no
+    // exit can be missed.
+    let waiter = connect_agent(&paths.dir)?;
+    if let Err(e) = control
+        .expect_ok(Request::StartProcess { key: key.clone() })
+        .map_err(agent_error)
+    {
+        tracing::error!("starting the container: {e}");
+        let ended = Ended {
+            code: 125,
+            oom_killed: Some(false),
+            error: Some(e.to_string()),
+        };
+        sandbox.stop();
+        return finish(opts, store, runner, &ended);
+    }
+    let me = std::process::id() as i32;
+    if let Err(e) = store.update(&opts.id, |r| {
+        r.status = ContainerStatus::Running;
+        r.started_at = Some(Utc::now());
+        r.pid = Some(me);
+    }) {
+        tracing::error!("recording the start: {e}");
+    }
+    tracing::info!("container started in its VM");
+
+    let exit = exit_watch(waiter, key.clone(), &sandbox);
+    let tty = record.tty;
+    let resize_key = key.clone();
+    let resize: pump::Resize = Box::new(move |rows, cols| {
+        if tty {
+            let _ = control.call(Request::ResizeTerminal {
+                key: resize_key.clone(),
+                rows,
+                cols,
+            });
+        }
+    });
+    let outcome = pump::run(&mut session, listener, first_client, paths, exit, resize)?;
+    sandbox.stop();
+    let code = finish(opts, store, runner, &outcome.ended)?;
+    for mut client in outcome.clients {
+        let _ = Frame::Exit(code).write_to(&mut client);
+    }
+    Ok(code)
+}
+
+fn control_connection(paths: &ContainerPaths) -> Result<AgentConn> {
+    let mut control = connect_agent(&paths.dir)?;
+    control
+        .stream()
+        .set_read_timeout(Some(CONTROL_TIMEOUT))
+        .map_err(Error::io(&paths.dir))?;
+    Ok(control)
+}
+
+fn resizer<'a>(
+    control: &'a mut AgentConn,
+    key: &'a ProcessKey,
+    tty: bool,
+) -> impl FnMut(u16, u16) + 'a {
+    move |rows, cols| {
+        if tty {
+            let _ = control.call(Request::ResizeTerminal {
+                key: key.clone(),
+                rows,
+                cols,
+            });
+        }
+    }
+}
+
+/// Boots the VM, has the agent create the container, opens its stdio
+/// streams and binds the attach socket.
+fn prepare(
+    opts: &SupervisorOptions,
+    store: &StateStore,
+    paths: &ContainerPaths,
+    record: &ContainerRecord,
+) -> Result<(Session, UnixListener, Sandbox)> {
+    let attach_path = paths.attach_socket();
+    let _ = std::fs::remove_file(&attach_path);
+    let sockets = SocketDir::open(&paths.dir).map_err(Error::io(&paths.dir))?;
+    let listener =
+        UnixListener::bind(sockets.path(ATTACH_SOCKET)).map_err(Error::io(&attach_path))?;
+    let me = std::process::id() as i32;
+    store.update(&opts.id, |r| {
+        r.supervisor_pid = Some(me);
+        r.supervisor_start_time = liveness::start_time(me);
+    })?;
+
+    let text = std::fs::read_to_string(paths.config()).map_err(Error::io(paths.config()))?;
+    let spec: oci_spec::runtime::Spec =
+        serde_json::from_str(&text).map_err(|source| Error::CorruptState {
+            path: paths.config(),
+            source,
+        })?;
+    let files = shipped_files(&spec, &paths.etc())?;
+    let disk = record
+        .vm_disk
+        .clone()
+        .ok_or_else(|| Error::Vm("the container has no image disk recorded".into()))?;
+    let console = std::env::var_os("ISOLA_VM_CONSOLE").map(|_| paths.dir.join("console.log"));
+    let sandbox = Sandbox::boot(&paths.dir, &disk, VmSize::for_spec(&spec), console)?;
+
+    let created = (|| {
+        let mut control = control_connection(paths)?;
+        control.handshake().map_err(agent_error)?;
+        control
+            .expect_ok(Request::CreateContainer {
+                id: opts.id.as_str().to_owned(),
+                spec: text,
+                image_device: IMAGE_DEVICE.into(),
+                files,
+                terminal: record.tty,
+                stdin: record.stdin_open,
+            })
+            .map_err(agent_error)?;
+        let key = ProcessKey {
+            id: opts.id.as_str().to_owned(),
+            exec_id: None,
+        };
+        let open = |s| open_stdio(&paths.dir, &key, s).map(OwnedFd::from);
+        let stdout = open(StdioStream::Stdout)?;
+        let stderr = if record.tty {
+            None
+        } else {
+            Some(open(StdioStream::Stderr)?)
+        };
+        let stdin = if record.stdin_open {
+            Some(open(StdioStream::Stdin)?)
+        } else {
+            None
+        };
+        Ok::<_, Error>(HostEnds::Pipes {
+            stdin,
+            stdout,
+            stderr,
+        })
+    })();
+    let host_ends = match created {
+        Ok(h) => h,
+        Err(e) => {
+            sandbox.stop();
+            return Err(e);
+        }
+    };
+    Ok((
+        Session {
+            pid: 0,
+            host_ends,
+            master: None,
+            cgroups_path: String::new(),
+        },
+        listener,
+        sandbox,
+    ))
+}
+
+/// The bundle's bind mounts of the container's own small files (under
+/// `etc`); anything else a bind mount names is a host directory the guest
+/// cannot see.
+fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<GuestFile>> {
+    let mut files = Vec::new();
+    for mount in spec.mounts().iter().flatten() {
+        let is_bind = mount
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+            || mount.typ().as_deref() == Some("bind");
+        let Some(source) = mount.source() else {
+            continue;
+        };
+        if !is_bind {
+            continue;
+        }
+        if !source.starts_with(etc) {
+            return Err(Error::Invalid(format!(
+                "{}: host directories (-v) cannot be shared with a vm-level container yet",
+                source.display()
+            )));
+        }
+        let size = std::fs::metadata(source).map_err(Error::io(source))?.len();
+        if size > MAX_SHIPPED_FILE {
+            return Err(Error::Invalid(format!(
+                "{} is too large to ship into the guest",
+                source.display()
+            )));
+        }
+        let data = std::fs::read(source).map_err(Error::io(source))?;
+        files.push(GuestFile {
+            source: source.to_string_lossy().into_owned(),
+            data,
+        });
+    }
+    Ok(files)
+}
+
+/// Learns how the container ended: from the agent's answer to the wait,
+/// or, if the VM itself ends first (a guest kernel panic, a killed agent),
+/// from that.
+fn exit_watch(mut waiter: AgentConn, key: ProcessKey, sandbox: &Sandbox) -> pump::ExitWatch {
+    let (tx, rx) = mpsc::channel::<Ended>();
+    let from_agent = tx.clone();
+    std::thread::spawn(move || {
+        let ended = match waiter.call(Request::WaitProcess { key }) {
+            Ok(Response::Exited { code, oom_killed }) => Ended {
+                code,
+                oom_killed: Some(oom_killed),
+                error: None,
+            },
+            Ok(other) => Ended {
+                code: 137,
+                oom_killed: Some(false),
+                error: Some(format!("unexpected answer from the guest agent: {other:?}")),
+            },
+            Err(e) => Ended {
+                code: 137,
+                oom_killed: Some(false),
+                error: Some(format!("lost the guest agent: {e}")),
+            },
+        };
+        let _ = from_agent.send(ended);
+    });
+    let vm_ended = sandbox.end_watch();
+    std::thread::spawn(move || {
+        if let Ok(reason) = vm_ended.recv() {
+            let _ = tx.send(Ended {
+                code: 137,
+                oom_killed: Some(false),
+                error: Some(format!("the container's VM stopped: {reason}")),
+            });
+        }
+    });
+    Box::new(move || {
+        rx.recv().unwrap_or(Ended {
+            code: 137,
+            oom_killed: Some(false),
+            error: Some("the container's watchers vanished".into()),
+        })
+    })
+}

@@ -1,0 +1,67 @@
+//! Talking to a container's guest agent from any host process (the
+//! supervisor, `exec`, `kill`): through the vsock bridge socket in the
+//! container's directory.
+
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::Duration;
+
+use isola_protocol::{AgentClient, ProcessKey, Request, StdioStream, AGENT_VSOCK_PORT};
+use isola_vmm::virtio::vsock::host as bridge;
+
+use crate::error::{Error, Result};
+use crate::paths::SocketDir;
+
+use super::VSOCK_SOCKET;
+
+/// How long a connection waits for the agent's answer to CONNECT.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub type AgentConn = AgentClient<UnixStream>;
+
+/// A protocol connection to the agent of the VM whose container directory
+/// is `dir`. Requests on it have no read timeout (`WaitProcess` blocks for
+/// the container's life): the caller sets one where it must.
+pub fn connect_agent(dir: &Path) -> Result<AgentConn> {
+    let stream = connect_stream(dir)?;
+    stream
+        .set_read_timeout(None)
+        .map_err(Error::io(dir.join(VSOCK_SOCKET)))?;
+    Ok(AgentClient::new(stream))
+}
+
+fn connect_stream(dir: &Path) -> Result<UnixStream> {
+    let sockets = SocketDir::open(dir).map_err(Error::io(dir))?;
+    bridge::connect(
+        &sockets.path(VSOCK_SOCKET),
+        AGENT_VSOCK_PORT,
+        CONNECT_TIMEOUT,
+    )
+    .map_err(|e| {
+        Error::Vm(format!(
+            "cannot reach the container's guest agent ({}): {e}",
+            dir.join(VSOCK_SOCKET).display()
+        ))
+    })
+}
+
+/// Opens one standard stream of a process: after the agent's `Ok`, the
+/// connection carries that stream's raw bytes.
+pub fn open_stdio(dir: &Path, key: &ProcessKey, stream: StdioStream) -> Result<UnixStream> {
+    let mut client = connect_agent(dir)?;
+    client
+        .expect_ok(Request::AttachStdio {
+            key: key.clone(),
+            stream,
+        })
+        .map_err(agent_error)?;
+    Ok(client.into_stream())
+}
+
+/// An agent's refusal or a broken connection, for the user.
+pub fn agent_error(e: isola_protocol::ClientError) -> Error {
+    match e {
+        isola_protocol::ClientError::Agent(message) => Error::Vm(message),
+        other => Error::Vm(format!("guest agent: {other}")),
+    }
+}

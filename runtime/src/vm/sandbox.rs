@@ -1,0 +1,180 @@
+//! A booted VM inside the supervisor process: the VMM runs on threads of
+//! its own, the guest's agent is reached through the vsock bridge socket
+//! in the container's directory.
+
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use isola_protocol::AGENT_READY_PORT;
+use isola_vmm::devices::ExitNotifier;
+use isola_vmm::exit::VmExitReason;
+use isola_vmm::host_check::{kvm_capability, KvmCapability};
+use isola_vmm::virtio::vsock::host::guest_port_path;
+use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig};
+use rustix::event::{poll, PollFd, PollFlags, Timespec};
+
+use super::{VmSize, VSOCK_SOCKET};
+use crate::error::{Error, Result};
+use crate::paths::SocketDir;
+
+/// How long a guest may take from launch to its agent's READY. Generous:
+/// under nested, emulated virtualization a boot takes seconds.
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Guest CID of every container VM: each VM has its own bridge, so they
+/// need not differ.
+const GUEST_CID: u64 = 3;
+
+/// Why the VM ended, once it has; set by the thread that runs it.
+type EndState = Arc<(Mutex<Option<VmExitReason>>, Condvar)>;
+
+pub struct Sandbox {
+    exit: ExitNotifier,
+    ended: EndState,
+    /// Held so the bridge's short path stays valid in this process.
+    _sockets: SocketDir,
+}
+
+impl Sandbox {
+    /// Boots the VM of the container whose directory is `dir`, with the
+    /// image disk `disk` attached read-only, and waits for its agent.
+    pub fn boot(
+        dir: &Path,
+        disk: &Path,
+        size: VmSize,
+        console_log: Option<PathBuf>,
+    ) -> Result<Sandbox> {
+        if let KvmCapability::NoHardware(why) = kvm_capability() {
+            return Err(Error::Vm(format!(
+                "vm isolation needs a KVM that runs Linux guests, and this host's does not \
+                 ({why}); use --isolation=process, or run isola where VT-x/AMD-V is available"
+            )));
+        }
+        let not_found = |what: &str| {
+            Error::Vm(format!(
+                "no guest {what} found (looked in {}); run the README's build",
+                assets::searched()
+            ))
+        };
+        let kernel = assets::default_kernel().ok_or_else(|| not_found("kernel"))?;
+        let initramfs = assets::default_initramfs().ok_or_else(|| not_found("initramfs"))?;
+        let sockets = SocketDir::open(dir).map_err(Error::io(dir))?;
+        let uds = sockets.path(VSOCK_SOCKET);
+        let ready_path = guest_port_path(&uds, AGENT_READY_PORT);
+        let _ = std::fs::remove_file(&ready_path);
+        let ready =
+            UnixListener::bind(&ready_path).map_err(Error::io(dir.join("vsock.sock_1025")))?;
+
+        let config = VmConfig {
+            kernel,
+            initramfs: Some(initramfs),
+            mem_mib: size.mem_mib,
+            vcpus: size.vcpus,
+            disks: vec![DiskConfig {
+                path: disk.to_path_buf(),
+                read_only: true,
+            }],
+            vsock_uds: Some(uds),
+            guest_cid: GUEST_CID,
+            console: console_log.map_or(ConsoleMode::Off, ConsoleMode::File),
+            cmdline_extra: String::new(),
+        };
+        let mut vm =
+            Vm::new(&config).map_err(|e| Error::Vm(format!("cannot build the VM: {e}")))?;
+        let exit = vm.exit_notifier();
+        vm.start()
+            .map_err(|e| Error::Vm(format!("cannot start the VM: {e}")))?;
+        let ended: EndState = Arc::new((Mutex::new(None), Condvar::new()));
+        let state = Arc::clone(&ended);
+        std::thread::Builder::new()
+            .name("vm".into())
+            .spawn(move || {
+                let reason = vm.wait();
+                vm.teardown();
+                let (lock, cvar) = &*state;
+                *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);
+                cvar.notify_all();
+            })
+            .map_err(Error::io("vm thread"))?;
+        let sandbox = Sandbox {
+            exit,
+            ended,
+            _sockets: sockets,
+        };
+        let waited = sandbox.wait_ready(&ready);
+        let _ = std::fs::remove_file(&ready_path);
+        match waited {
+            Ok(()) => Ok(sandbox),
+            Err(e) => {
+                sandbox.stop();
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits for the agent's READY line, or the VM's early end.
+    fn wait_ready(&self, ready: &UnixListener) -> Result<()> {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Some(reason) = self.ended() {
+                return Err(Error::Vm(format!(
+                    "the VM stopped before its agent was up: {reason}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Vm(format!(
+                    "the guest agent did not come up within {} s",
+                    BOOT_TIMEOUT.as_secs()
+                )));
+            }
+            let mut fds = [PollFd::new(ready, PollFlags::IN)];
+            let tick = Timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            if poll(&mut fds, Some(&tick)).unwrap_or(0) > 0 && ready.accept().is_ok() {
+                // The line's content does not matter; the connection is the
+                // announcement.
+                return Ok(());
+            }
+        }
+    }
+
+    /// Why the VM ended, if it has.
+    pub fn ended(&self) -> Option<VmExitReason> {
+        self.ended
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A receiver that gets the reason once the VM ends.
+    pub fn end_watch(&self) -> Receiver<VmExitReason> {
+        let (tx, rx) = mpsc::channel();
+        let state = Arc::clone(&self.ended);
+        std::thread::spawn(move || {
+            let (lock, cvar) = &*state;
+            let mut reason = lock.lock().unwrap_or_else(|p| p.into_inner());
+            while reason.is_none() {
+                reason = cvar.wait(reason).unwrap_or_else(|p| p.into_inner());
+            }
+            if let Some(r) = reason.clone() {
+                let _ = tx.send(r);
+            }
+        });
+        rx
+    }
+
+    /// Stops the VM (its vCPUs leave the guest, the bridge socket goes) and
+    /// waits briefly for its teardown.
+    pub fn stop(&self) {
+        self.exit.notify(VmExitReason::Terminated(0));
+        let (lock, cvar) = &*self.ended;
+        let reason = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = cvar.wait_timeout_while(reason, Duration::from_secs(5), |r| r.is_none());
+    }
+}
