@@ -41,17 +41,17 @@ tests/testhost/prepare.sh
 $demo || exit 0
 
 export PATH="$PWD/$bin:$PATH"
-step "main job (process level): isola run of the local busybox image"
-demo_root=build/demo-root
+step "main job: isola run of the local busybox image, at the vm level"
+demo_root=$PWD/build/demo-root
 skopeo copy -q oci:build/images/oci:busybox:latest oci-archive:build/busybox.tar:busybox:latest
 isola --root "$demo_root" load -q -i build/busybox.tar
-isola --root "$demo_root" run --rm busybox sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces"'
-
-step "main job (vm level, foundation): boot a microVM and reach its agent over vsock"
-if "$bin/isola-vmm" --help >/dev/null && isola_hw=$(grep -Ewo 'vmx|svm' /proc/cpuinfo | head -1) && [ ! -e /sys/module/kvm_pvm ]; then
-    echo "(host KVM uses ${isola_hw}: running the VM directly)"
-    isola-vmm --ping --cpus 2
+demo_cmd=("$PWD/scripts/demo-vm.sh" "$PWD/build/busybox.tar")
+if isola_hw=$(grep -Ewo 'vmx|svm' /proc/cpuinfo | head -1) && [ ! -e /sys/module/kvm_pvm ]; then
+    echo "(host KVM uses ${isola_hw}: the container's VM runs directly)"
+    "${demo_cmd[@]}"
 else
-    echo "(this host's /dev/kvm has no VT-x/AMD-V behind it, so the VM runs one level down, in the QEMU-emulated test host)"
-    isola-testhost -- isola-vmm --ping --cpus 2
+    echo "(this host's /dev/kvm has no VT-x/AMD-V behind it, so the container's VM runs one level down, in the QEMU-emulated test host)"
+    isola-testhost -- "${demo_cmd[@]}"
 fi
+step "the same image at the process level"
+isola --root "$demo_root" run --rm busybox sh -c 'echo "hello from $(hostname), pid $$ in its own namespaces, on the host kernel $(uname -r)"'

@@ -145,6 +145,25 @@ impl Runner {
     /// Removes a stopped (or, with `force`, any) container: its processes,
     /// cgroup and state directory; runs the poststop hooks.
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
+        // A killed process leaves its cgroup only once the kernel has torn
+        // it down, which on a loaded (or emulated) machine can outlast
+        // libcontainer's own short retries of the rmdir.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.delete_once(id, force) {
+                Err(e)
+                    if e.to_string().contains("could not delete")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!(id, "cgroup still busy, retrying: {e}");
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn delete_once(&self, id: &str, force: bool) -> Result<()> {
         let result = self.exclusive(id, |c| {
             if c.status() == ContainerStatus::Stopped {
                 // Without its own pid namespace a container's other processes

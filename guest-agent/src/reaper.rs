@@ -39,6 +39,11 @@ struct Slot {
 #[derive(Default)]
 struct Registry {
     slots: HashMap<libc::pid_t, Slot>,
+    /// Statuses of recently reaped orphans, for an [`Children::adopt`] that
+    /// comes after the orphan ended (a runner's detached process that
+    /// exited at once). Bounded: the oldest are forgotten.
+    orphans: HashMap<libc::pid_t, ExitStatus>,
+    orphan_order: std::collections::VecDeque<libc::pid_t>,
     /// Bumped on every spawn: tells an idle reaper (no children) that it has
     /// something to wait for again.
     generation: u64,
@@ -50,6 +55,9 @@ pub struct Children {
 }
 
 static CHILDREN: OnceLock<Children> = OnceLock::new();
+
+/// How many orphans' statuses are remembered.
+const MAX_ORPHANS: usize = 1024;
 
 impl Children {
     /// The process-wide registry; starts the reaper thread on first use.
@@ -97,6 +105,21 @@ impl Children {
         drop(reg);
         self.changed.notify_all();
         Ok(pid)
+    }
+
+    /// Registers `pid`, a process that became our child by reparenting (a
+    /// runner's container init or detached exec), so [`Children::wait`]
+    /// gets its status; one that already ended is found among the orphans.
+    pub fn adopt(&self, pid: libc::pid_t, notify: OwnedFd) {
+        let mut reg = self.lock();
+        let status = reg.orphans.remove(&pid);
+        if status.is_some() {
+            let _ = sys::write(&notify, &[1]);
+        }
+        reg.slots.insert(pid, Slot { status, notify });
+        reg.generation = reg.generation.wrapping_add(1);
+        drop(reg);
+        self.changed.notify_all();
     }
 
     /// Block until `pid` (registered through [`Children::spawn`]) has ended,
@@ -169,7 +192,16 @@ impl Children {
                 drop(reg);
                 self.changed.notify_all();
             }
-            None => tracing::debug!("reaped orphan {pid} (status {status})"),
+            None => {
+                tracing::debug!("reaped orphan {pid} (status {status})");
+                if reg.orphans.len() >= MAX_ORPHANS {
+                    if let Some(old) = reg.orphan_order.pop_front() {
+                        reg.orphans.remove(&old);
+                    }
+                }
+                reg.orphans.insert(pid, status);
+                reg.orphan_order.push_back(pid);
+            }
         }
     }
 }

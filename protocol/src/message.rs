@@ -220,3 +220,31 @@ pub(crate) mod b64 {
         STANDARD.decode(s).map_err(serde::de::Error::custom)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn process_keys_flatten_into_the_request() {
+        let req = Request::AttachStdio {
+            key: ProcessKey {
+                id: "c1".into(),
+                exec_id: Some("e1".into()),
+            },
+            stream: StdioStream::Stderr,
+        };
+        let json = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"type": "attach_stdio", "id": "c1", "exec_id": "e1", "stream": "stderr"})
+        );
+        let back: Request = serde_json::from_value(json).unwrap();
+        assert!(
+            matches!(back, Request::AttachStdio { key, .. } if key.exec_id.as_deref() == Some("e1"))
+        );
+        // The init: no exec_id at all.
+        let init: Request = serde_json::from_str(r#"{"type":"wait_process","id":"c1"}"#).unwrap();
+        assert!(matches!(init, Request::WaitProcess { key } if key.exec_id.is_none()));
+    }
+}

@@ -166,6 +166,9 @@ fn ready_listener(uds: &Path) -> Result<UnixListener> {
     Ok(l)
 }
 
+/// When `--ping` starts polling the agent port if no READY came.
+const FALLBACK_POLL_AFTER: Duration = Duration::from_secs(10);
+
 /// Wait for the agent: its READY announcement normally; a slow poll of
 /// the agent port as a fallback (an agent that does not announce itself).
 fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit: ExitNotifier) {
@@ -187,7 +190,11 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
             }
             Err(_) => false,
         };
-        if announced || last_poll.elapsed() >= Duration::from_millis(250) {
+        // Polling is only the fallback for an agent that never announces
+        // itself: it starts late, so it cannot beat a slow announcement.
+        let poll_due = t0.elapsed() >= FALLBACK_POLL_AFTER
+            && last_poll.elapsed() >= Duration::from_millis(250);
+        if announced || poll_due {
             last_poll = Instant::now();
             // The guest controls the other end: an agent that accepts and
             // then says nothing must not hold --ping past its deadline.

@@ -173,3 +173,60 @@ pub fn oom_killed(spec_dir: &Path) -> bool {
         })
         .is_some_and(|n| n > 0)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_leave_their_directory_are_refused() {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../x",
+            "a/b",
+            ".hidden",
+            "a b",
+            &"x".repeat(129),
+        ] {
+            assert!(validate_name("id", bad).is_err(), "{bad:?}");
+        }
+        for good in ["abc", "0123456789abcdef", "a.b-c_d"] {
+            assert!(validate_name("id", good).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn shipped_files_replace_the_sources_that_name_them() {
+        let dir = std::env::temp_dir().join(format!("isola-place-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let mut spec = serde_json::json!({"mounts": [
+            {"destination": "/etc/hosts", "source": "/host/c/etc/hosts", "options": ["bind"]},
+            {"destination": "/proc", "source": "proc", "type": "proc"}
+        ]});
+        let files = [GuestFile {
+            source: "/host/c/etc/hosts".into(),
+            data: b"127.0.0.1 localhost\n".to_vec(),
+        }];
+        place_files(&mut spec, &files, &dir).unwrap();
+        let source = spec["mounts"][0]["source"].as_str().unwrap().to_owned();
+        assert!(source.starts_with(dir.to_str().unwrap()), "{source}");
+        assert_eq!(fs::read(&source).unwrap(), b"127.0.0.1 localhost\n");
+        assert_eq!(spec["mounts"][1]["source"], "proc");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_virtio_disks_are_image_devices() {
+        for bad in [
+            "/dev/sda",
+            "vda",
+            "/dev/vda/../sda",
+            "/dev/vd1",
+            "/etc/passwd",
+        ] {
+            assert!(mount_image(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -47,6 +47,8 @@ struct Process {
     pid: Option<libc::pid_t>,
     /// Kept to resize the terminal.
     master: Option<OwnedFd>,
+    /// A size that came before the terminal did; applied when it comes.
+    size: Option<(u16, u16)>,
     /// Kept so the reaper's notification byte has somewhere to go.
     _notify: Option<OwnedFd>,
     waiting: bool,
@@ -81,6 +83,7 @@ fn new_process(argv: Vec<String>, dir: PathBuf, terminal: bool) -> Process {
         stderr: None,
         pid: None,
         master: None,
+        size: None,
         _notify: None,
         waiting: false,
         exit: None,
@@ -104,6 +107,10 @@ fn runner_base() -> Vec<String> {
     vec![RUNTIME.into(), "--root".into(), bundle::RUNNER_ROOT.into()]
 }
 
+fn pid_file(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
+    dir.join(format!("{}.pid", key.exec_id.as_deref().unwrap_or("init")))
+}
+
 fn console_socket(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
     dir.join(format!(
         "console-{}.sock",
@@ -125,7 +132,9 @@ pub fn create_container(
     let dir = bundle::prepare(id, spec, image_device, files)?;
     let mut argv = runner_base();
     // The guest's root is the initramfs, which pivot_root cannot leave.
-    argv.extend(["run", "--keep", "--no-pivot", "--bundle"].map(String::from));
+    argv.extend(["create", "--no-pivot", "--pid-file"].map(String::from));
+    argv.push(pid_file(&dir, &init_key(id)).to_string_lossy().into_owned());
+    argv.push("--bundle".into());
     argv.push(dir.to_string_lossy().into_owned());
     if terminal {
         argv.push("--console-socket".into());
@@ -165,7 +174,9 @@ pub fn create_exec(
         exec_id: Some(exec_id.to_owned()),
     };
     let mut argv = runner_base();
-    argv.extend(["exec", "--process"].map(String::from));
+    argv.extend(["exec", "--detach", "--pid-file"].map(String::from));
+    argv.push(pid_file(&dir, &key).to_string_lossy().into_owned());
+    argv.push("--process".into());
     argv.push(file.to_string_lossy().into_owned());
     if terminal {
         argv.push("--console-socket".into());
@@ -244,19 +255,63 @@ pub fn start(key: &ProcessKey) -> Result<Response, String> {
             p.stderr.take(),
         ))
     })?;
-    let spawned = spawn(key, &argv, &dir, terminal, stdin, stdout, stderr);
+    let started = spawn(key, &argv, &dir, terminal, stdin, stdout, stderr)
+        .and_then(|runner| launched(key, &dir, runner));
     with_table(|t| {
         if let Some(p) = t.get_mut(key) {
             p.waiting = false;
-            if let Ok((pid, notify)) = &spawned {
+            if let Ok((pid, notify)) = &started {
                 p.pid = Some(*pid);
                 p._notify = notify.try_clone().ok();
             }
         }
     });
-    let (pid, _) = spawned?;
+    let (pid, _) = started?;
     tracing::info!(?key, pid, "process started");
     Ok(Response::Ok)
+}
+
+/// The runner's `create` or `exec --detach` has been spawned: waits for it,
+/// adopts the process it left (ours once the runner exits), and for a
+/// container starts it.
+fn launched(
+    key: &ProcessKey,
+    dir: &std::path::Path,
+    runner: Spawned,
+) -> Result<(libc::pid_t, OwnedFd), String> {
+    let children = Children::global();
+    let status = children.wait(runner.pid);
+    if status != 0 {
+        if key.exec_id.is_none() {
+            remove_container(&key.id);
+        }
+        return Err(format!(
+            "the runner failed (status {status}); its message went to the process's stderr"
+        ));
+    }
+    let file = pid_file(dir, key);
+    let pid = fs::read_to_string(&file)
+        .ok()
+        .and_then(|t| t.trim().parse::<libc::pid_t>().ok())
+        .filter(|p| *p > 0)
+        .ok_or_else(|| format!("the runner left no pid in {}", file.display()))?;
+    let (notify_r, notify_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
+    // Before `start`: the init cannot have ended yet, so no status is lost.
+    children.adopt(pid, notify_w);
+    if let Some(ready) = runner.terminal_ready {
+        // The program must start on a terminal of the right size.
+        if ready.recv_timeout(TERMINAL_TIMEOUT).is_err() {
+            tracing::warn!(?key, "the terminal did not arrive in time");
+        }
+    }
+    if key.exec_id.is_none() {
+        if let Err(e) = run_runner(&["start", &key.id]) {
+            // Its status is collected by whoever waits, as for any exit.
+            let _ = run_runner(&["kill", &key.id, "KILL"]);
+            return Err(format!("starting the container: {e}"));
+        }
+    }
+    Ok((pid, notify_r))
 }
 
 fn spawn(
@@ -267,8 +322,9 @@ fn spawn(
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
     stderr: Option<OwnedFd>,
-) -> Result<(libc::pid_t, OwnedFd), String> {
+) -> Result<Spawned, String> {
     let env: Vec<String> = ENV.iter().map(|s| s.to_string()).collect();
+    let mut terminal_ready = None;
     let stdout = match stdout {
         Some(fd) => fd,
         None => dev_null(true)?,
@@ -280,9 +336,11 @@ fn spawn(
             .map_err(|e| format!("console socket: {e}"))?;
         let to_host = clone_fd(&stdout)?;
         let key = key.clone();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        terminal_ready = Some(ready_rx);
         std::thread::Builder::new()
             .name("terminal".into())
-            .spawn(move || pump_terminal(key, listener, to_host, stdin))
+            .spawn(move || pump_terminal(key, listener, to_host, stdin, ready_tx))
             .map_err(|e| format!("terminal thread: {e}"))?;
         let stderr = match stderr {
             Some(fd) => fd,
@@ -302,14 +360,30 @@ fn spawn(
     };
     let (notify_r, notify_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
     let pid = exec::spawn_with_stdio(argv, &env, stdio, notify_w).map_err(|e| e.to_string())?;
-    Ok((pid, notify_r))
+    Ok(Spawned {
+        pid,
+        _notify: notify_r,
+        terminal_ready,
+    })
 }
+
+/// A runner just spawned.
+struct Spawned {
+    pid: libc::pid_t,
+    _notify: OwnedFd,
+    /// With a terminal: says when the master is here and sized.
+    terminal_ready: Option<std::sync::mpsc::Receiver<()>>,
+}
+
+/// How long the terminal's master may take to arrive after `create`.
+const TERMINAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 fn pump_terminal(
     key: ProcessKey,
     listener: std::os::unix::net::UnixListener,
     to_host: OwnedFd,
     from_host: Option<OwnedFd>,
+    ready: std::sync::mpsc::Sender<()>,
 ) {
     let master = match terminal::receive_master(&listener) {
         Ok(m) => m,
@@ -326,9 +400,13 @@ fn pump_terminal(
     };
     with_table(|t| {
         if let Some(p) = t.get_mut(&key) {
+            if let Some((rows, cols)) = p.size.take() {
+                let _ = terminal::resize(&kept, rows, cols);
+            }
             p.master = Some(kept);
         }
     });
+    let _ = ready.send(());
     if let Some(input) = from_host {
         std::thread::spawn(move || terminal::copy(input, writer));
     }
@@ -424,9 +502,15 @@ pub fn signal(id: &str, signal: &str, all: bool) -> Result<Response, String> {
 
 pub fn resize(key: &ProcessKey, rows: u16, cols: u16) -> Result<Response, String> {
     with_table(|t| {
-        let p = t.get(key).ok_or_else(|| format!("no process {key:?}"))?;
+        let p = t
+            .get_mut(key)
+            .ok_or_else(|| format!("no process {key:?}"))?;
         match &p.master {
             Some(m) => terminal::resize(m, rows, cols).map_err(|e| format!("resize: {e}")),
+            None if p.terminal && p.exit.is_none() => {
+                p.size = Some((rows, cols));
+                Ok(())
+            }
             None => Err(format!("{key:?} has no terminal")),
         }
     })?;

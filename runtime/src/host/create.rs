@@ -94,9 +94,14 @@ impl Host {
         self.images
             .mount_rootfs(image, &paths.upper(), &paths.work(), &paths.rootfs())?;
         let spec = build_spec(id.as_str(), &paths.rootfs(), &paths.etc(), defaults, run)?;
+
         check_program(&paths.rootfs(), &spec)?;
         let hostname = spec.hostname().clone().unwrap_or_default();
         write_etc_files(&paths.etc(), &hostname, run.network).map_err(Error::io(paths.etc()))?;
+        if run.isolation == "vm" {
+            // What a VM cannot have is refused before any VM boots.
+            crate::vm::shipped_files(&spec, &paths.etc())?;
+        }
         let json = serde_json::to_vec_pretty(&spec).map_err(|source| Error::CorruptState {
             path: paths.config(),
             source,

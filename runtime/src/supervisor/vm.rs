@@ -9,13 +9,12 @@ use std::fs::File;
 use std::io::Write;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixListener;
-use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
 use chrono::Utc;
 use isola_container::Runner;
-use isola_protocol::{GuestFile, ProcessKey, Request, Response, StdioStream};
+use isola_protocol::{ProcessKey, Request, Response, StdioStream};
 
 use super::pump::{self, Ended};
 use super::stdio::HostEnds;
@@ -26,18 +25,14 @@ use crate::paths::{ContainerPaths, SocketDir, ATTACH_SOCKET};
 use crate::state::{ContainerRecord, ContainerStatus, StateStore};
 use crate::teardown;
 use crate::vm::agent::{agent_error, open_stdio};
-use crate::vm::{connect_agent, AgentConn, Sandbox, VmSize, IMAGE_DEVICE};
+use crate::vm::{connect_agent, shipped_files, AgentConn, Sandbox, VmSize, IMAGE_DEVICE};
 
 /// Control requests (create, start, resize) get this long to be answered.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// A host file a bundle may ship into the guest (hosts, resolv.conf,
-/// hostname) is never larger than this.
-const MAX_SHIPPED_FILE: u64 = 1 << 20;
-
 pub(super) fn run(
     opts: &SupervisorOptions,
-    mut report: File,
+    report: File,
     store: &StateStore,
     runner: &Runner,
     paths: &ContainerPaths,
@@ -46,20 +41,24 @@ pub(super) fn run(
     let (mut session, listener, sandbox) = match prepare(opts, store, paths, record) {
         Ok(p) => p,
         Err(e) => {
+            let mut report = report;
             let _ = writeln!(report, "error: {e}");
             let _ = teardown::teardown(&opts.root, store, runner, &opts.id);
             return Err(e);
         }
     };
-    let _ = writeln!(report, "created");
-    drop(report);
-
     let key = ProcessKey {
         id: opts.id.as_str().to_owned(),
         exec_id: None,
     };
     let mut control = control_connection(paths)?;
+    // An attaching CLI needs the attach socket as soon as the container
+    // exists; a detached `run` returns only once it runs, as docker's does.
+    let mut report = Some(report);
     let first_client = if opts.wait_attach {
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "created");
+        }
         let mut resize = resizer(&mut control, &key, record.tty);
         match wait_for_attach(&listener, &mut resize) {
             Ok(client) => Some(client),
@@ -82,12 +81,17 @@ pub(super) fn run(
         .map_err(agent_error)
     {
         tracing::error!("starting the container: {e}");
+        sandbox.stop();
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "error: {e}");
+            let _ = teardown::teardown(&opts.root, store, runner, &opts.id);
+            return Err(e);
+        }
         let ended = Ended {
             code: 125,
             oom_killed: Some(false),
             error: Some(e.to_string()),
         };
-        sandbox.stop();
         return finish(opts, store, runner, &ended);
     }
     let me = std::process::id() as i32;
@@ -99,6 +103,9 @@ pub(super) fn run(
         tracing::error!("recording the start: {e}");
     }
     tracing::info!("container started in its VM");
+    if let Some(mut r) = report.take() {
+        let _ = writeln!(r, "created");
+    }
 
     let exit = exit_watch(waiter, key.clone(), &sandbox);
     let tty = record.tty;
@@ -231,46 +238,6 @@ fn prepare(
         listener,
         sandbox,
     ))
-}
-
-/// The bundle's bind mounts of the container's own small files (under
-/// `etc`); anything else a bind mount names is a host directory the guest
-/// cannot see.
-fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<GuestFile>> {
-    let mut files = Vec::new();
-    for mount in spec.mounts().iter().flatten() {
-        let is_bind = mount
-            .options()
-            .iter()
-            .flatten()
-            .any(|o| o == "bind" || o == "rbind")
-            || mount.typ().as_deref() == Some("bind");
-        let Some(source) = mount.source() else {
-            continue;
-        };
-        if !is_bind {
-            continue;
-        }
-        if !source.starts_with(etc) {
-            return Err(Error::Invalid(format!(
-                "{}: host directories (-v) cannot be shared with a vm-level container yet",
-                source.display()
-            )));
-        }
-        let size = std::fs::metadata(source).map_err(Error::io(source))?.len();
-        if size > MAX_SHIPPED_FILE {
-            return Err(Error::Invalid(format!(
-                "{} is too large to ship into the guest",
-                source.display()
-            )));
-        }
-        let data = std::fs::read(source).map_err(Error::io(source))?;
-        files.push(GuestFile {
-            source: source.to_string_lossy().into_owned(),
-            data,
-        });
-    }
-    Ok(files)
 }
 
 /// Learns how the container ended: from the agent's answer to the wait,

@@ -7,10 +7,12 @@
 //! in guest memory.
 
 pub mod agent;
+pub mod files;
 pub mod sandbox;
 pub mod sizing;
 
 pub use agent::{connect_agent, AgentConn};
+pub use files::shipped_files;
 pub use sandbox::Sandbox;
 pub use sizing::VmSize;
 

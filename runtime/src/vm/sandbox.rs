@@ -24,6 +24,21 @@ use crate::paths::SocketDir;
 /// under nested, emulated virtualization a boot takes seconds.
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// Boots tried before a guest that keeps resetting early is given up.
+const BOOT_ATTEMPTS: u32 = 3;
+
+/// Why one boot failed.
+enum BootError {
+    EarlyReset,
+    Other(Error),
+}
+
+impl From<Error> for BootError {
+    fn from(e: Error) -> Self {
+        BootError::Other(e)
+    }
+}
+
 /// Guest CID of every container VM: each VM has its own bridge, so they
 /// need not differ.
 const GUEST_CID: u64 = 3;
@@ -53,6 +68,36 @@ impl Sandbox {
                  ({why}); use --isolation=process, or run isola where VT-x/AMD-V is available"
             )));
         }
+        let mut attempt = 1;
+        loop {
+            match Self::boot_once(dir, disk, size, console_log.clone()) {
+                // A guest that resets before its agent is up has run no
+                // container code, so booting it again is safe. Emulated
+                // virtualization (the nested test host) does this now and
+                // then under load; real hardware should never.
+                Err(BootError::EarlyReset) if attempt < BOOT_ATTEMPTS => {
+                    tracing::warn!(
+                        "the guest reset during boot (attempt {attempt}); booting again"
+                    );
+                    attempt += 1;
+                }
+                Err(BootError::EarlyReset) => {
+                    return Err(Error::Vm(format!(
+                        "the guest reset during boot {BOOT_ATTEMPTS} times in a row"
+                    )))
+                }
+                Err(BootError::Other(e)) => return Err(e),
+                Ok(s) => return Ok(s),
+            }
+        }
+    }
+
+    fn boot_once(
+        dir: &Path,
+        disk: &Path,
+        size: VmSize,
+        console_log: Option<PathBuf>,
+    ) -> std::result::Result<Sandbox, BootError> {
         let not_found = |what: &str| {
             Error::Vm(format!(
                 "no guest {what} found (looked in {}); run the README's build",
@@ -116,19 +161,23 @@ impl Sandbox {
     }
 
     /// Waits for the agent's READY line, or the VM's early end.
-    fn wait_ready(&self, ready: &UnixListener) -> Result<()> {
+    fn wait_ready(&self, ready: &UnixListener) -> std::result::Result<(), BootError> {
         let deadline = Instant::now() + BOOT_TIMEOUT;
         loop {
-            if let Some(reason) = self.ended() {
-                return Err(Error::Vm(format!(
-                    "the VM stopped before its agent was up: {reason}"
-                )));
+            match self.ended() {
+                Some(VmExitReason::Reset) => return Err(BootError::EarlyReset),
+                Some(reason) => {
+                    return Err(BootError::Other(Error::Vm(format!(
+                        "the VM stopped before its agent was up: {reason}"
+                    ))))
+                }
+                None => {}
             }
             if Instant::now() >= deadline {
-                return Err(Error::Vm(format!(
+                return Err(BootError::Other(Error::Vm(format!(
                     "the guest agent did not come up within {} s",
                     BOOT_TIMEOUT.as_secs()
-                )));
+                ))));
             }
             let mut fds = [PollFd::new(ready, PollFlags::IN)];
             let tick = Timespec {

@@ -1,0 +1,51 @@
+//! The host files a bundle's bind mounts name, as a VM can have them.
+
+use std::path::Path;
+
+use isola_protocol::GuestFile;
+
+use crate::error::{Error, Result};
+
+/// A host file a bundle may ship into the guest (hosts, resolv.conf,
+/// hostname) is never larger than this.
+const MAX_SHIPPED_FILE: u64 = 1 << 20;
+
+/// The bundle's bind mounts of the container's own small files (under
+/// `etc`); anything else a bind mount names is a host directory the guest
+/// cannot see.
+pub fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<GuestFile>> {
+    let mut files = Vec::new();
+    for mount in spec.mounts().iter().flatten() {
+        let is_bind = mount
+            .options()
+            .iter()
+            .flatten()
+            .any(|o| o == "bind" || o == "rbind")
+            || mount.typ().as_deref() == Some("bind");
+        let Some(source) = mount.source() else {
+            continue;
+        };
+        if !is_bind {
+            continue;
+        }
+        if !source.starts_with(etc) {
+            return Err(Error::Invalid(format!(
+                "{}: host directories (-v) cannot be shared with a vm-level container yet",
+                source.display()
+            )));
+        }
+        let size = std::fs::metadata(source).map_err(Error::io(source))?.len();
+        if size > MAX_SHIPPED_FILE {
+            return Err(Error::Invalid(format!(
+                "{} is too large to ship into the guest",
+                source.display()
+            )));
+        }
+        let data = std::fs::read(source).map_err(Error::io(source))?;
+        files.push(GuestFile {
+            source: source.to_string_lossy().into_owned(),
+            data,
+        });
+    }
+    Ok(files)
+}
