@@ -34,9 +34,10 @@ pub fn receive_master(listener: &UnixListener) -> io::Result<OwnedFd> {
     msg.msg_control = control.as_mut_ptr().cast();
     msg.msg_controllen = std::mem::size_of_val(&control);
     // SAFETY: `msg` describes live buffers of the stated sizes.
-    sys::cvt(
-        unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) } as i32,
-    )?;
+    let received = unsafe { libc::recvmsg(stream.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+    if received < 0 {
+        return Err(io::Error::last_os_error());
+    }
     // SAFETY: CMSG_FIRSTHDR/CMSG_DATA walk the control buffer the kernel
     // just filled, within msg_controllen.
     unsafe {
