@@ -73,7 +73,14 @@ entry() { # name mode(octal) size rdevmajor rdevminor [data file]
 
 mkdir -p "$(dirname "$out")"
 tmp=$out.tmp.$$
-trap 'rm -f "$tmp"' EXIT
+# Symbols are dead weight in guest RAM (the kernel copies the archive, then
+# unpacks it): ship stripped copies.
+stripped=$(mktemp -d)
+trap 'rm -f "$tmp"; rm -rf "$stripped"' EXIT
+strip -o "$stripped/init" "$agent"
+strip -o "$stripped/isola-runtime" "$runtime"
+agent=$stripped/init
+runtime=$stripped/isola-runtime
 {
     entry dev 0040755 0 0 0
     # Character device 5:1, /dev/console: what the kernel opens for init's

@@ -35,6 +35,8 @@ pub struct Host {
     images: isola_image::Store,
     /// The binary that serves `__supervise` (the `isola` front-end itself).
     supervisor_exe: PathBuf,
+    /// `--log-level` for the supervisors this host starts.
+    supervisor_log_level: Option<String>,
 }
 
 impl Host {
@@ -51,7 +53,15 @@ impl Host {
             runner: Runner::new(runner_root(root))?,
             images: isola_image::Store::open(root)?,
             supervisor_exe,
+            supervisor_log_level: None,
         })
+    }
+
+    /// The log level supervisors started from here write their
+    /// `supervisor.log` at (the front-end's own, usually).
+    pub fn with_supervisor_log_level(mut self, level: &str) -> Host {
+        self.supervisor_log_level = Some(level.to_owned());
+        self
     }
 
     pub fn root(&self) -> &Path {

@@ -54,9 +54,11 @@ impl Host {
             )));
         }
         let mut command = Command::new(&self.supervisor_exe);
+        command.arg("--root").arg(&self.root);
+        if let Some(level) = &self.supervisor_log_level {
+            command.arg("--log-level").arg(level);
+        }
         command
-            .arg("--root")
-            .arg(&self.root)
             .arg("__supervise")
             .arg(id.as_str())
             .stdin(Stdio::null())

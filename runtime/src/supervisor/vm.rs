@@ -184,7 +184,10 @@ fn prepare(
         .clone()
         .ok_or_else(|| Error::Vm("the container has no image disk recorded".into()))?;
     let console = std::env::var_os("ISOLA_VM_CONSOLE").map(|_| paths.dir.join("console.log"));
-    let sandbox = Sandbox::boot(&paths.dir, &disk, VmSize::for_spec(&spec), console)?;
+    let size = VmSize::for_spec(&spec);
+    tracing::debug!(?size, "booting the VM");
+    let sandbox = Sandbox::boot(&paths.dir, &disk, size, console)?;
+    tracing::debug!("guest agent ready");
 
     let created = (|| {
         let mut control = control_connection(paths)?;
@@ -199,6 +202,7 @@ fn prepare(
                 stdin: record.stdin_open,
             })
             .map_err(agent_error)?;
+        tracing::debug!("container created in the guest");
         let key = ProcessKey {
             id: opts.id.as_str().to_owned(),
             exec_id: None,

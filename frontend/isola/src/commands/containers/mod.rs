@@ -75,7 +75,9 @@ pub fn run(global: &GlobalOpts, command: Command) -> anyhow::Result<i32> {
 
 fn open_host(global: &GlobalOpts) -> anyhow::Result<Host> {
     let exe = std::env::current_exe().context("finding the isola binary")?;
-    Host::open(&global.root, exe).with_context(|| format!("opening {}", global.root.display()))
+    Host::open(&global.root, exe)
+        .map(|h| h.with_supervisor_log_level(&global.log_level))
+        .with_context(|| format!("opening {}", global.root.display()))
 }
 
 /// docker's convention: a failure of isola itself is 125 (126/127 when the
