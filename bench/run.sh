@@ -6,7 +6,8 @@
 #      test host on hosts without VT-x/AMD-V): isola-vmm --ping (agent ready)
 #      vs QEMU microvm reaching /init, and VMM memory beyond guest RAM;
 #  then the image store (bench/image.sh), the OCI runtime (bench/runtime.sh)
-#  and `isola run` (bench/containers.sh).
+#  `isola run` (bench/containers.sh) and the vm level beside the process
+#  level (bench/vm.sh).
 # Needs ./build.sh --no-demo first.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +44,10 @@ fi
     echo "## isola run: the whole lifecycle beside podman and the bare runtimes"
     echo
     bench/containers.sh
+    echo
+    echo "## The vm level beside the process level"
+    echo
+    bench/vm.sh
 } > "$scratch/benchmarks.md"
 mv "$scratch/benchmarks.md" docs/benchmarks.md
 cat docs/benchmarks.md
