@@ -69,6 +69,9 @@ pub enum Request {
         id: String,
         spec: String,
         image_device: String,
+        /// A disk (ext4) for the writable layer; guest memory without one.
+        #[serde(default)]
+        scratch_device: Option<String>,
         #[serde(default)]
         files: Vec<GuestFile>,
         #[serde(default)]

@@ -31,7 +31,7 @@ fn create(env: &Env, b: &Bundle, id: &str, global: &[&str], flags: &[&str]) -> (
 fn assert_refused(env: &Env, id: &str, (code, stderr): (i32, String)) {
     assert_eq!(code, 1, "stderr: {stderr}");
     assert!(
-        stderr.contains("vm isolation is not available yet"),
+        stderr.contains("vm isolation is not available in the OCI runtime yet"),
         "stderr: {stderr}"
     );
     assert!(env.listed().is_empty());

@@ -418,6 +418,7 @@ fn detached_logs_exec_stop_wait() {
         );
         let out = store.ok(&["exec", "-u", "nobody", &name, "id", "-u"]);
         assert_eq!(out, "65534\n");
+        store.ok(&["exec", &name, "sh", "-c", "echo kept > /kept"]);
 
         let follower = store
             .isola()
@@ -444,6 +445,11 @@ fn detached_logs_exec_stop_wait() {
         // A stopped container starts again, keeping its writable layer.
         store.ok(&["start", &name]);
         wait_for(|| store.ok(&["ps"]).contains(&id[..12]));
+        assert_eq!(
+            store.ok(&["exec", &name, "cat", "/kept"]),
+            "kept\n",
+            "[{level}] the writable layer survives a stop and start"
+        );
         store.ok(&["rm", "-f", &name]);
         store.assert_gone(&id);
     }
@@ -491,6 +497,154 @@ fn kill_sends_the_signal_and_rm_refuses_a_running_container() {
         assert_eq!(store.ok(&["wait", &name]), "12\n");
         store.ok(&["rm", &name]);
         store.assert_gone(id.trim());
+    }
+}
+
+#[test]
+fn the_oom_killer_is_reported_and_the_supervisor_survives() {
+    let store = Store::new();
+    for level in levels() {
+        let name = format!("oom-{level}");
+        // One line of 256 MiB: busybox tail holds it all, far past 32 MiB.
+        let out = store.run(&[
+            "run",
+            "--name",
+            &name,
+            "--isolation",
+            level,
+            "--memory",
+            "32m",
+            "busybox",
+            "sh",
+            "-c",
+            "head -c 268435456 /dev/zero | tail > /dev/null",
+        ]);
+        assert_eq!(out.status.code(), Some(137), "[{level}] {}", text(&out));
+        let inspect: serde_json::Value =
+            serde_json::from_str(&store.ok(&["inspect", &name])).unwrap();
+        assert_eq!(
+            inspect[0]["State"]["OOMKilled"], true,
+            "[{level}] {inspect}"
+        );
+        assert_eq!(inspect[0]["State"]["ExitCode"], 137);
+        // The same container runs again: nothing of its keeper was lost.
+        store.ok(&["start", &name]);
+        assert_eq!(store.ok(&["wait", &name]), "137\n");
+        store.ok(&["rm", &name]);
+    }
+    store.assert_empty();
+}
+
+/// What differs between the levels on purpose: a vm container has its own
+/// kernel and only its VM's memory; at the process level both are the
+/// host's. Either way the host's processes are out of sight.
+#[test]
+fn isolation_facts_differ_on_purpose() {
+    let store = Store::new();
+    let host_kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let host_mem_kib = meminfo_total_kib(&std::fs::read_to_string("/proc/meminfo").unwrap());
+    // A host process the containers must not see.
+    let mut marker = Command::new("sleep").arg("3131").spawn().unwrap();
+    for level in levels() {
+        let out = store.ok(&[
+            "run",
+            "--rm",
+            "--isolation",
+            level,
+            "--memory",
+            "64m",
+            "busybox",
+            "sh",
+            "-c",
+            "uname -r; grep MemTotal /proc/meminfo; ps -o args | grep -c '[s]leep 3131' || true",
+        ]);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3, "[{level}] {out}");
+        let mem_kib = meminfo_total_kib(lines[1]);
+        if level == "vm" {
+            assert_ne!(lines[0], host_kernel.trim(), "[vm] the guest's own kernel");
+            // 64 MiB plus the VM's fixed overhead, less what its kernel keeps.
+            assert!(mem_kib < 200 * 1024, "[vm] VM-sized memory: {mem_kib} KiB");
+        } else {
+            assert_eq!(lines[0], host_kernel.trim(), "[process] the host's kernel");
+            assert_eq!(mem_kib, host_mem_kib, "[process] the host's memory");
+        }
+        assert_eq!(lines[2], "0", "[{level}] a host process is visible: {out}");
+    }
+    let _ = marker.kill();
+    let _ = marker.wait();
+    store.assert_empty();
+}
+
+/// Resident memory of process `pid` in KiB, leaving out guest RAM (the
+/// one mapping of 64 MiB or more, present only at the vm level): the guest
+/// may touch its own memory as it likes; what must stay bounded is ours.
+fn rss_beyond_guest_kib(pid: i64) -> u64 {
+    let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps")).unwrap();
+    let (mut total, mut guest, mut size) = (0u64, 0u64, 0u64);
+    let mut biggest = 0u64;
+    for line in smaps.lines() {
+        let mut words = line.split_whitespace();
+        let (Some(key), Some(value)) = (words.next(), words.next()) else {
+            continue;
+        };
+        let value: u64 = value.parse().unwrap_or(0);
+        match key {
+            "Size:" => size = value,
+            "Rss:" => {
+                total += value;
+                if size >= 64 * 1024 && size > biggest {
+                    biggest = size;
+                    guest = value;
+                }
+            }
+            _ => {}
+        }
+    }
+    total - guest
+}
+
+fn meminfo_total_kib(text: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no MemTotal in {text:?}"))
+}
+
+/// A container that writes as fast as it can: the logs rotate at their
+/// cap and the supervisor's (at the vm level: the VMM's) memory does not
+/// grow with the output.
+#[test]
+fn a_flood_of_output_keeps_memory_and_logs_bounded() {
+    let store = Store::new();
+    for level in levels() {
+        let name = format!("flood-{level}");
+        let id = store.start_script(level, &name, "echo ready; yes 0123456789abcdef");
+        let record: serde_json::Value = store.state(&id);
+        let pid = record["supervisor_pid"].as_i64().unwrap();
+        let rss = || rss_beyond_guest_kib(pid);
+        std::thread::sleep(Duration::from_secs(2));
+        let early = rss();
+        std::thread::sleep(Duration::from_secs(6));
+        let late = rss();
+        assert!(
+            late < early + 16 * 1024,
+            "[{level}] the supervisor grew from {early} to {late} KiB under a flood"
+        );
+        let dir = store.path().join("containers").join(&id);
+        let log_bytes: u64 = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("container.log"))
+            .map(|e| e.metadata().unwrap().len())
+            .sum();
+        assert!(
+            log_bytes <= 3 * 10 * 1024 * 1024 + 64 * 1024,
+            "[{level}] logs: {log_bytes}"
+        );
+        store.ok(&["rm", "-f", &name]);
+        store.assert_gone(&id);
     }
 }
 

@@ -70,11 +70,31 @@ fn mount_image(device: &str) -> Result<PathBuf, String> {
     Ok(target)
 }
 
+/// Mounts the writable layer's ext4 disk read-write at `at`.
+fn mount_scratch(device: &str, at: &Path) -> Result<(), String> {
+    let name = device
+        .strip_prefix("/dev/")
+        .filter(|n| n.starts_with("vd") && n[2..].bytes().all(|b| b.is_ascii_lowercase()))
+        .ok_or_else(|| format!("scratch device {device:?} is not a virtio disk"))?;
+    fs::create_dir_all(at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+    // The host made it with lazy inode tables; zeroing them would only
+    // grow the sparse file.
+    sys::mount(
+        device,
+        &at.to_string_lossy(),
+        "ext4",
+        libc::MS_NODEV | libc::MS_NOSUID,
+        Some("noinit_itable"),
+    )
+    .map_err(|e| format!("mounting the writable layer's disk {name}: {e}"))
+}
+
 /// Builds the bundle of container `id`; returns its directory.
 pub fn prepare(
     id: &str,
     spec: &str,
     image_device: &str,
+    scratch_device: Option<&str>,
     files: &[GuestFile],
 ) -> Result<PathBuf, String> {
     let mut spec: Value =
@@ -84,9 +104,17 @@ pub fn prepare(
     if dir.exists() {
         return Err(format!("container {id} already exists in this guest"));
     }
+    let layer = match scratch_device {
+        Some(device) => {
+            let at = dir.join("scratch");
+            mount_scratch(device, &at)?;
+            at
+        }
+        None => dir.clone(),
+    };
     let (upper, work, rootfs, shipped) = (
-        dir.join("upper"),
-        dir.join("work"),
+        layer.join("upper"),
+        layer.join("work"),
         dir.join("rootfs"),
         dir.join("files"),
     );
@@ -144,6 +172,17 @@ pub fn remove(id: &str) {
     if let Ok(c) = std::ffi::CString::new(rootfs.to_string_lossy().as_bytes()) {
         // SAFETY: umount2 with a NUL-terminated path that outlives the call.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+    let scratch = dir.join("scratch");
+    if let Ok(c) = std::ffi::CString::new(scratch.to_string_lossy().as_bytes()) {
+        // A plain unmount writes the layer back to its disk before the host
+        // stops the VM; detach only if something still holds it.
+        // SAFETY: umount2 with a NUL-terminated path that outlives the call.
+        if unsafe { libc::umount2(c.as_ptr(), 0) } != 0 {
+            sys::sync();
+            // SAFETY: as above.
+            unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        }
     }
     if let Err(e) = fs::remove_dir_all(&dir) {
         tracing::warn!("removing {}: {e}", dir.display());

@@ -122,6 +122,7 @@ pub fn create_container(
     id: &str,
     spec: &str,
     image_device: &str,
+    scratch_device: Option<&str>,
     files: &[GuestFile],
     terminal: bool,
 ) -> Result<Response, String> {
@@ -129,7 +130,7 @@ pub fn create_container(
     if with_table(|t| t.contains_key(&init_key(id))) {
         return Err(format!("container {id} already exists in this guest"));
     }
-    let dir = bundle::prepare(id, spec, image_device, files)?;
+    let dir = bundle::prepare(id, spec, image_device, scratch_device, files)?;
     let mut argv = runner_base();
     // The guest's root is the initramfs, which pivot_root cannot leave.
     argv.extend(["create", "--no-pivot", "--pid-file"].map(String::from));

@@ -68,6 +68,9 @@ impl Host {
             // Made once per image and shared by all its VMs; made here, so
             // a first run's wait for it is part of create, not of boot.
             record.vm_disk = Some(self.images.erofs_image(&image)?);
+            if !request.auto_remove {
+                record.vm_scratch = Some(paths.dir.join("scratch.ext4"));
+            }
         }
         self.store.create(&record)?;
 
@@ -101,6 +104,14 @@ impl Host {
         if run.isolation == "vm" {
             // What a VM cannot have is refused before any VM boots.
             crate::vm::shipped_files(&spec, &paths.etc())?;
+        }
+        let scratch = self
+            .store
+            .load(id)?
+            .vm_scratch
+            .filter(|_| run.isolation == "vm");
+        if let Some(scratch) = scratch {
+            crate::vm::scratch::make_scratch(&scratch)?;
         }
         let json = serde_json::to_vec_pretty(&spec).map_err(|source| Error::CorruptState {
             path: paths.config(),

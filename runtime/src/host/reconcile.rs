@@ -21,10 +21,16 @@ impl Host {
         if liveness::is_same_process(pid, started) {
             return record;
         }
-        if let Err(e) = self.runner.kill(record.id.as_str(), "KILL", true) {
-            tracing::debug!("killing the orphaned container {}: {e}", record.id);
-        }
-        let why = format!("the supervisor (pid {pid}) died; the container was killed");
+        let why = if record.isolation == "vm" {
+            // The supervisor was the VMM: the VM, and so the container,
+            // ended with it.
+            format!("the supervisor (pid {pid}) died, and the container's VM with it")
+        } else {
+            if let Err(e) = self.runner.kill(record.id.as_str(), "KILL", true) {
+                tracing::debug!("killing the orphaned container {}: {e}", record.id);
+            }
+            format!("the supervisor (pid {pid}) died; the container was killed")
+        };
         tracing::warn!("{}: {why}", record.id);
         match self.store.update(&record.id, |r| {
             r.status = ContainerStatus::Stopped;

@@ -58,6 +58,10 @@ pub struct ContainerRecord {
     /// At the vm level: the image's EROFS disk, attached read-only.
     #[serde(default)]
     pub vm_disk: Option<PathBuf>,
+    /// At the vm level, for a container that may start again: the disk of
+    /// its writable layer.
+    #[serde(default)]
+    pub vm_scratch: Option<PathBuf>,
 }
 
 impl ContainerRecord {
@@ -85,6 +89,7 @@ impl ContainerRecord {
             error: None,
             auto_remove: false,
             vm_disk: None,
+            vm_scratch: None,
         }
     }
 }

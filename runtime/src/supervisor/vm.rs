@@ -25,7 +25,9 @@ use crate::paths::{ContainerPaths, SocketDir, ATTACH_SOCKET};
 use crate::state::{ContainerRecord, ContainerStatus, StateStore};
 use crate::teardown;
 use crate::vm::agent::{agent_error, open_stdio};
-use crate::vm::{connect_agent, shipped_files, AgentConn, Sandbox, VmSize, IMAGE_DEVICE};
+use crate::vm::{
+    connect_agent, shipped_files, AgentConn, Sandbox, VmSize, IMAGE_DEVICE, SCRATCH_DEVICE,
+};
 
 /// Control requests (create, start, resize) get this long to be answered.
 const CONTROL_TIMEOUT: Duration = Duration::from_secs(30);
@@ -186,7 +188,13 @@ fn prepare(
     let console = std::env::var_os("ISOLA_VM_CONSOLE").map(|_| paths.dir.join("console.log"));
     let size = VmSize::for_spec(&spec);
     tracing::debug!(?size, "booting the VM");
-    let sandbox = Sandbox::boot(&paths.dir, &disk, size, console)?;
+    let sandbox = Sandbox::boot(
+        &paths.dir,
+        &disk,
+        record.vm_scratch.as_deref(),
+        size,
+        console,
+    )?;
     tracing::debug!("guest agent ready");
 
     let created = (|| {
@@ -197,6 +205,7 @@ fn prepare(
                 id: opts.id.as_str().to_owned(),
                 spec: text,
                 image_device: IMAGE_DEVICE.into(),
+                scratch_device: record.vm_scratch.as_ref().map(|_| SCRATCH_DEVICE.into()),
                 files,
                 terminal: record.tty,
                 stdin: record.stdin_open,

@@ -9,6 +9,7 @@
 pub mod agent;
 pub mod files;
 pub mod sandbox;
+pub mod scratch;
 pub mod sizing;
 
 pub use agent::{connect_agent, AgentConn};
@@ -21,3 +22,5 @@ pub const VSOCK_SOCKET: &str = "vsock.sock";
 
 /// The guest device the image disk appears as (the first virtio-blk).
 pub const IMAGE_DEVICE: &str = "/dev/vda";
+/// The guest device of the writable layer's disk, when there is one.
+pub const SCRATCH_DEVICE: &str = "/dev/vdb";

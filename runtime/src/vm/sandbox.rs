@@ -59,6 +59,7 @@ impl Sandbox {
     pub fn boot(
         dir: &Path,
         disk: &Path,
+        scratch: Option<&Path>,
         size: VmSize,
         console_log: Option<PathBuf>,
     ) -> Result<Sandbox> {
@@ -70,7 +71,7 @@ impl Sandbox {
         }
         let mut attempt = 1;
         loop {
-            match Self::boot_once(dir, disk, size, console_log.clone()) {
+            match Self::boot_once(dir, disk, scratch, size, console_log.clone()) {
                 // A guest that resets before its agent is up has run no
                 // container code, so booting it again is safe. Emulated
                 // virtualization (the nested test host) does this now and
@@ -95,6 +96,7 @@ impl Sandbox {
     fn boot_once(
         dir: &Path,
         disk: &Path,
+        scratch: Option<&Path>,
         size: VmSize,
         console_log: Option<PathBuf>,
     ) -> std::result::Result<Sandbox, BootError> {
@@ -118,10 +120,17 @@ impl Sandbox {
             initramfs: Some(initramfs),
             mem_mib: size.mem_mib,
             vcpus: size.vcpus,
-            disks: vec![DiskConfig {
+            // vda: the image (IMAGE_DEVICE); vdb: the writable layer's disk
+            // (SCRATCH_DEVICE), if any.
+            disks: std::iter::once(DiskConfig {
                 path: disk.to_path_buf(),
                 read_only: true,
-            }],
+            })
+            .chain(scratch.map(|s| DiskConfig {
+                path: s.to_path_buf(),
+                read_only: false,
+            }))
+            .collect(),
             vsock_uds: Some(uds),
             guest_cid: GUEST_CID,
             console: console_log.map_or(ConsoleMode::Off, ConsoleMode::File),

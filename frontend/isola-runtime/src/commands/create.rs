@@ -38,7 +38,8 @@ pub fn require_process_isolation(id: &str, args: &CreateArgs, config: &Path) -> 
     match isolation::resolve(annotation, args.isolation, default) {
         Isolation::Process => Ok(()),
         Isolation::Vm => bail!(
-            "cannot create container {id}: vm isolation is not available yet \
+            "cannot create container {id}: vm isolation is not available in the OCI runtime \
+             yet; `isola run --isolation=vm` has it \
              (asked for by annotation: {annotation:?}, --isolation: {:?}, config default: {default:?})",
             args.isolation
         ),
