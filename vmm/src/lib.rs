@@ -15,6 +15,7 @@ pub mod config;
 pub mod devices;
 pub mod exit;
 pub mod host_check;
+pub mod seccomp;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

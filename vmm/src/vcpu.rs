@@ -20,6 +20,13 @@ impl VcpuRunner {
     /// Runs until the guest resets or something fails; the VM owner then
     /// ends the process, which also ends the other vCPU threads.
     pub fn run(mut self) {
+        // Before the first guest instruction: this thread decodes every
+        // access the guest makes to our devices.
+        if let Err(e) = crate::seccomp::confine_current_thread() {
+            self.exit
+                .notify(VmExitReason::Error(format!("vCPU {}: {e}", self.id)));
+            return;
+        }
         match self.run_loop() {
             Some(reason) => {
                 tracing::debug!(vcpu = self.id, "vCPU stopped: {reason}");
