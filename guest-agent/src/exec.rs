@@ -168,34 +168,7 @@ pub fn run(cmd: &Command<'_>) -> Result<ExecResult, ExecError> {
         error: error_w,
     };
 
-    let children = Children::global();
-    let pid = children
-        .spawn(notify_w, || {
-            // SAFETY: fork(2) has no memory-safety preconditions; what
-            // matters is what the child does next, see `child_after_fork`.
-            match unsafe { libc::fork() } {
-                -1 => Err(io::Error::last_os_error()),
-                0 => {
-                    // We are the freshly forked child; this never returns.
-                    // SAFETY: only async-signal-safe calls follow, on data
-                    // prepared before the fork.
-                    unsafe { child_after_fork(&plan, &child_fds) }
-                }
-                pid => Ok(pid),
-            }
-        })
-        .map_err(ExecError::Fork)?;
-
-    // The child holds its own copies now; closing ours is what lets us see
-    // EOF on the error pipe at exec and on stdout/stderr when it exits.
-    drop(child_fds);
-
-    if let Some(failure) = read_exec_failure(&error_r) {
-        // The child reports and _exits(127); collect that so the registry
-        // forgets it.
-        children.wait(pid);
-        return Err(failure.into_error(cmd));
-    }
+    let pid = start(cmd, &plan, child_fds, &error_r, notify_w)?;
 
     let mut pipes = Pipes {
         stdin: Some(stdin_w),
@@ -205,7 +178,7 @@ pub fn run(cmd: &Command<'_>) -> Result<ExecResult, ExecError> {
     let collected = collect(&mut pipes, cmd.stdin, &notify_r);
     // Close our ends before waiting: a child still reading stdin gets EOF.
     drop(pipes);
-    let status = children.wait(pid);
+    let status = Children::global().wait(pid);
     let (stdout, stderr) = collected.map_err(ExecError::Io)?;
     Ok(ExecResult {
         status,
@@ -239,23 +212,43 @@ pub fn spawn_with_stdio(
         stderr,
         error: error_w,
     };
+    let pid = start(&cmd, &plan, child_fds, &error_r, notify)?;
+    Ok(pid)
+}
+
+/// Forks the child that runs `plan` on `child_fds`, registered with the
+/// reaper, and returns its pid once it has exec'd; a program that could not
+/// start is reported (and its child collected) here.
+fn start(
+    cmd: &Command<'_>,
+    plan: &Plan,
+    child_fds: ChildFds,
+    error_r: &OwnedFd,
+    notify: OwnedFd,
+) -> Result<libc::pid_t, ExecError> {
     let children = Children::global();
     let pid = children
         .spawn(notify, || {
-            // SAFETY: as in `run`: the child only runs `child_after_fork`.
+            // SAFETY: fork(2) has no memory-safety preconditions; what
+            // matters is what the child does next, see `child_after_fork`.
             match unsafe { libc::fork() } {
                 -1 => Err(io::Error::last_os_error()),
-                // SAFETY: only async-signal-safe calls on data built before
-                // the fork.
-                0 => unsafe { child_after_fork(&plan, &child_fds) },
+                // We are the freshly forked child; this never returns.
+                // SAFETY: only async-signal-safe calls follow, on data
+                // prepared before the fork.
+                0 => unsafe { child_after_fork(plan, &child_fds) },
                 pid => Ok(pid),
             }
         })
         .map_err(ExecError::Fork)?;
+    // The child holds its own copies now; closing ours is what lets us see
+    // EOF on the error pipe at exec and on the child's outputs when it exits.
     drop(child_fds);
-    if let Some(failure) = read_exec_failure(&error_r) {
+    if let Some(failure) = read_exec_failure(error_r) {
+        // The child reports and _exits(127); collect that so the registry
+        // forgets it.
         children.wait(pid);
-        return Err(failure.into_error(&cmd));
+        return Err(failure.into_error(cmd));
     }
     Ok(pid)
 }

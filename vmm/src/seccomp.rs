@@ -14,6 +14,7 @@
 //! attacker needs.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use seccompiler::{
     BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
@@ -131,10 +132,16 @@ fn deny_list() -> Result<BpfProgram, SeccompError> {
         libc::SYS_tgkill,
         vec![rule(vec![condition(0, SeccompCmpOp::Ne, me)?])?],
     );
+    compile(rules, libc::EPERM)
+}
+
+/// The listed syscalls (under their rules) fail with `errno`; all else is
+/// allowed.
+fn compile(rules: BTreeMap<i64, Vec<SeccompRule>>, errno: i32) -> Result<BpfProgram, SeccompError> {
     SeccompFilter::new(
         rules,
         SeccompAction::Allow,
-        SeccompAction::Errno(libc::EPERM as u32),
+        SeccompAction::Errno(errno as u32),
         TargetArch::x86_64,
     )
     .and_then(BpfProgram::try_from)
@@ -144,21 +151,26 @@ fn deny_list() -> Result<BpfProgram, SeccompError> {
 /// clone3 passes its flags in memory a filter cannot read; ENOSYS makes
 /// glibc fall back to clone, whose flags the deny list checks.
 fn no_clone3() -> Result<BpfProgram, SeccompError> {
-    let rules = BTreeMap::from([(libc::SYS_clone3, Vec::new())]);
-    SeccompFilter::new(
-        rules,
-        SeccompAction::Allow,
-        SeccompAction::Errno(libc::ENOSYS as u32),
-        TargetArch::x86_64,
+    compile(
+        BTreeMap::from([(libc::SYS_clone3, Vec::new())]),
+        libc::ENOSYS,
     )
-    .and_then(BpfProgram::try_from)
-    .map_err(|e| SeccompError::Build(e.to_string()))
 }
 
 /// Confines the calling thread (and the threads it starts from now on).
+/// The programs are compiled once per process, not once per vCPU.
 pub fn confine_current_thread() -> Result<(), SeccompError> {
-    for program in [no_clone3()?, deny_list()?] {
-        seccompiler::apply_filter(&program).map_err(|e| SeccompError::Install(e.to_string()))?;
+    static PROGRAMS: OnceLock<Result<[BpfProgram; 2], String>> = OnceLock::new();
+    let programs = PROGRAMS
+        .get_or_init(|| {
+            let build =
+                || -> Result<[BpfProgram; 2], SeccompError> { Ok([no_clone3()?, deny_list()?]) };
+            build().map_err(|e| e.to_string())
+        })
+        .as_ref()
+        .map_err(|e| SeccompError::Build(e.clone()))?;
+    for program in programs {
+        seccompiler::apply_filter(program).map_err(|e| SeccompError::Install(e.to_string()))?;
     }
     Ok(())
 }

@@ -87,18 +87,17 @@ fn env_file_volumes_and_host_network() {
     std::fs::create_dir(&shared).unwrap();
     std::fs::write(shared.join("from-host"), "host data\n").unwrap();
     for level in levels() {
-        let out = store.ok(&[
-            "run",
-            "--rm",
-            "--isolation",
+        let out = store.ok_rm(
             level,
-            "--env-file",
-            env_file.to_str().unwrap(),
-            "busybox",
-            "sh",
-            "-c",
-            "echo $A-$B",
-        ]);
+            &[
+                "--env-file",
+                env_file.to_str().unwrap(),
+                "busybox",
+                "sh",
+                "-c",
+                "echo $A-$B",
+            ],
+        );
         assert_eq!(out, "1-two words\n");
 
         let rw = format!("{}:/data", shared.display());
@@ -123,32 +122,24 @@ fn env_file_volumes_and_host_network() {
                 text(&out)
             );
             // The VM's network is the VM's: a guest with no NIC has lo.
-            let out = store.ok(&[
-                "run",
-                "--rm",
-                "--isolation",
+            let out = store.ok_rm(
                 level,
-                "--network",
-                "host",
-                "busybox",
-                "ls",
-                "/sys/class/net",
-            ]);
+                &["--network", "host", "busybox", "ls", "/sys/class/net"],
+            );
             assert_eq!(out, "lo\n");
             continue;
         }
-        let out = store.ok(&[
-            "run",
-            "--rm",
-            "--isolation",
+        let out = store.ok_rm(
             level,
-            "-v",
-            &rw,
-            "busybox",
-            "sh",
-            "-c",
-            "cat /data/from-host; echo container data > /data/from-container",
-        ]);
+            &[
+                "-v",
+                &rw,
+                "busybox",
+                "sh",
+                "-c",
+                "cat /data/from-host; echo container data > /data/from-container",
+            ],
+        );
         assert_eq!(out, "host data\n");
         assert_eq!(
             std::fs::read_to_string(shared.join("from-container")).unwrap(),
@@ -156,33 +147,25 @@ fn env_file_volumes_and_host_network() {
         );
 
         let ro = format!("{}:/data:ro", shared.display());
-        let out = store.ok(&[
-            "run",
-            "--rm",
-            "--isolation",
+        let out = store.ok_rm(
             level,
-            "-v",
-            &ro,
-            "busybox",
-            "sh",
-            "-c",
-            "echo x > /data/nope 2>/dev/null || echo refused",
-        ]);
+            &[
+                "-v",
+                &ro,
+                "busybox",
+                "sh",
+                "-c",
+                "echo x > /data/nope 2>/dev/null || echo refused",
+            ],
+        );
         assert_eq!(out, "refused\n");
         assert!(!shared.join("nope").exists());
 
         let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
-        let out = store.ok(&[
-            "run",
-            "--rm",
-            "--isolation",
+        let out = store.ok_rm(
             level,
-            "--network",
-            "host",
-            "busybox",
-            "ls",
-            "/sys/class/net",
-        ]);
+            &["--network", "host", "busybox", "ls", "/sys/class/net"],
+        );
         assert_eq!(
             out.lines().count(),
             host_links,
@@ -546,11 +529,7 @@ fn isolation_facts_differ_on_purpose() {
     // A host process the containers must not see.
     let mut marker = Command::new("sleep").arg("3131").spawn().unwrap();
     for level in levels() {
-        let out = store.ok(&[
-            "run",
-            "--rm",
-            "--isolation",
-            level,
+        let out = store.ok_rm(level, &[
             "--memory",
             "64m",
             "busybox",

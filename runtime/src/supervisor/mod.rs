@@ -147,6 +147,26 @@ pub(crate) struct Session {
     pub cgroups_path: String,
 }
 
+/// Binds the attach socket and records this process as the container's
+/// supervisor: the first steps at either level.
+fn bind_attach_and_record(
+    opts: &SupervisorOptions,
+    store: &StateStore,
+    paths: &ContainerPaths,
+) -> Result<(SocketDir, UnixListener)> {
+    let attach_path = paths.attach_socket();
+    let _ = std::fs::remove_file(&attach_path);
+    let sockets = SocketDir::open(&paths.dir).map_err(Error::io(&paths.dir))?;
+    let listener =
+        UnixListener::bind(sockets.path(ATTACH_SOCKET)).map_err(Error::io(&attach_path))?;
+    let me = std::process::id() as i32;
+    store.update(&opts.id, |r| {
+        r.supervisor_pid = Some(me);
+        r.supervisor_start_time = liveness::start_time(me);
+    })?;
+    Ok((sockets, listener))
+}
+
 /// Binds the attach socket, makes the stdio, records the supervisor and
 /// has the runner create the container.
 fn prepare(
@@ -157,17 +177,7 @@ fn prepare(
     interactive: bool,
     tty: bool,
 ) -> Result<(Session, UnixListener)> {
-    let attach_path = paths.attach_socket();
-    let _ = std::fs::remove_file(&attach_path);
-    let sockets = SocketDir::open(&paths.dir).map_err(Error::io(&paths.dir))?;
-    let listener =
-        UnixListener::bind(sockets.path(ATTACH_SOCKET)).map_err(Error::io(&attach_path))?;
-
-    let me = std::process::id() as i32;
-    store.update(&opts.id, |r| {
-        r.supervisor_pid = Some(me);
-        r.supervisor_start_time = liveness::start_time(me);
-    })?;
+    let (sockets, listener) = bind_attach_and_record(opts, store, paths)?;
 
     let spec = std::fs::read(paths.config()).map_err(Error::io(paths.config()))?;
     let spec: serde_json::Value =

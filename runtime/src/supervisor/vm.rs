@@ -18,10 +18,9 @@ use isola_protocol::{ProcessKey, Request, Response, StdioStream};
 
 use super::pump::{self, Ended};
 use super::stdio::HostEnds;
-use super::{finish, wait_for_attach, Frame, Session, SupervisorOptions};
+use super::{bind_attach_and_record, finish, wait_for_attach, Frame, Session, SupervisorOptions};
 use crate::error::{Error, Result};
-use crate::liveness;
-use crate::paths::{ContainerPaths, SocketDir, ATTACH_SOCKET};
+use crate::paths::ContainerPaths;
 use crate::state::{ContainerRecord, ContainerStatus, StateStore};
 use crate::teardown;
 use crate::vm::agent::{agent_error, open_stdio};
@@ -40,7 +39,9 @@ pub(super) fn run(
     paths: &ContainerPaths,
     record: &ContainerRecord,
 ) -> Result<i32> {
-    let (mut session, listener, sandbox) = match prepare(opts, store, paths, record) {
+    // The connection that created the container carries its start and
+    // resizes too: one vsock handshake fewer on the start path.
+    let (mut session, listener, sandbox, mut control) = match prepare(opts, store, paths, record) {
         Ok(p) => p,
         Err(e) => {
             let mut report = report;
@@ -53,7 +54,6 @@ pub(super) fn run(
         id: opts.id.as_str().to_owned(),
         exec_id: None,
     };
-    let mut control = control_connection(paths)?;
     // An attaching CLI needs the attach socket as soon as the container
     // exists; a detached `run` returns only once it runs, as docker's does.
     let mut report = Some(report);
@@ -162,17 +162,8 @@ fn prepare(
     store: &StateStore,
     paths: &ContainerPaths,
     record: &ContainerRecord,
-) -> Result<(Session, UnixListener, Sandbox)> {
-    let attach_path = paths.attach_socket();
-    let _ = std::fs::remove_file(&attach_path);
-    let sockets = SocketDir::open(&paths.dir).map_err(Error::io(&paths.dir))?;
-    let listener =
-        UnixListener::bind(sockets.path(ATTACH_SOCKET)).map_err(Error::io(&attach_path))?;
-    let me = std::process::id() as i32;
-    store.update(&opts.id, |r| {
-        r.supervisor_pid = Some(me);
-        r.supervisor_start_time = liveness::start_time(me);
-    })?;
+) -> Result<(Session, UnixListener, Sandbox, AgentConn)> {
+    let (_sockets, listener) = bind_attach_and_record(opts, store, paths)?;
 
     let text = std::fs::read_to_string(paths.config()).map_err(Error::io(paths.config()))?;
     let spec: oci_spec::runtime::Spec =
@@ -228,13 +219,16 @@ fn prepare(
         } else {
             None
         };
-        Ok::<_, Error>(HostEnds::Pipes {
-            stdin,
-            stdout,
-            stderr,
-        })
+        Ok::<_, Error>((
+            HostEnds::Pipes {
+                stdin,
+                stdout,
+                stderr,
+            },
+            control,
+        ))
     })();
-    let host_ends = match created {
+    let (host_ends, control) = match created {
         Ok(h) => h,
         Err(e) => {
             sandbox.stop();
@@ -250,6 +244,7 @@ fn prepare(
         },
         listener,
         sandbox,
+        control,
     ))
 }
 

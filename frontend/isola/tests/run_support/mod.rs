@@ -129,6 +129,14 @@ impl Store {
         id.trim().to_string()
     }
 
+    /// `isola run --rm --isolation LEVEL ARGS...`, which must succeed; its
+    /// stdout.
+    pub fn ok_rm(&self, level: &str, args: &[&str]) -> String {
+        let mut all = vec!["run", "--rm", "--isolation", level];
+        all.extend_from_slice(args);
+        self.ok(&all)
+    }
+
     /// The full ID of a container.
     pub fn id_of(&self, name: &str) -> String {
         let v: serde_json::Value = serde_json::from_str(&self.ok(&["inspect", name])).unwrap();
