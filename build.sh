@@ -29,6 +29,9 @@ done
 step "guest kernel (cached by config fragment and source version)"
 kernel-config/build.sh
 
+step "virtiofsd (serves vm containers' volumes over virtio-fs)"
+scripts/build-virtiofsd.sh
+
 step "initramfs (the agent as /init)"
 rootfs/build.sh
 

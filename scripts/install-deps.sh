@@ -5,7 +5,7 @@ set -euo pipefail
 
 need=(build-essential bc bison flex libelf-dev libssl-dev xz-utils cpio file
       busybox-static e2fsprogs erofs-utils linux-source-6.12 hyperfine
-      libseccomp-dev pkg-config runc crun podman containerd skopeo umoci openssl
+      libseccomp-dev libcap-ng-dev pkg-config runc crun podman containerd skopeo umoci openssl
       docker-registry apache2-utils debootstrap containernetworking-plugins
       uidmap tmux)
 

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use isola_protocol::{pattern_byte, ExecResult, Request, Response};
-use isola_tests::guest::{busybox_disk, ext4_image, scratch_dir, Guest, GuestOpts};
+use isola_tests::guest::{busybox_disk, ext4_image, scratch_dir, virtiofsd, Guest, GuestOpts};
 use isola_tests::testhost::run_here_or_in_testhost;
 use isola_tests::{check, TestResult};
 use libtest_mimic::{Arguments, Trial};
@@ -231,6 +231,74 @@ fn block_devices_read_only_and_read_write() -> TestResult {
     check(ro_before == ro_after, "read-only image unchanged")
 }
 
+/// A host directory shared over virtio-fs: files cross in both directions
+/// while the VM runs, and the guest sees later host changes.
+fn virtio_fs_shares_a_host_directory_both_ways() -> TestResult {
+    let dir = scratch_dir("vfs");
+    let shared = dir.join("shared");
+    std::fs::create_dir_all(&shared).map_err(|e| e.to_string())?;
+    std::fs::write(shared.join("from-host"), b"written on the host\n")
+        .map_err(|e| e.to_string())?;
+    let socket = dir.join("fs.sock");
+    let mut daemon = virtiofsd(&shared, &socket);
+    let mut g = guest_with_busybox(
+        "vfs",
+        GuestOpts {
+            filesystems: vec![(socket.clone(), "shared".into())],
+            ..Default::default()
+        },
+    );
+    let mut c = g.client();
+    c.expect_ok(Request::Mount {
+        source: "shared".into(),
+        target: "/shared".into(),
+        fstype: "virtiofs".into(),
+        readonly: false,
+    })
+    .map_err(|e| e.to_string())?;
+    check(
+        c.read_file("/shared/from-host")
+            .map_err(|e| e.to_string())?
+            == b"written on the host\n",
+        "guest reads the host's file",
+    )?;
+    let r = sh(
+        &g,
+        "echo written in the guest > /shared/from-guest && /bb/busybox mkdir /shared/d && \
+         /bb/busybox dd if=/dev/zero of=/shared/d/big bs=1M count=8 2>/dev/null && /bb/busybox sync && echo ok",
+    );
+    check(
+        r.stdout == b"ok\n",
+        format!("guest writes: {:?}", String::from_utf8_lossy(&r.stdout)),
+    )?;
+    check(
+        std::fs::read(shared.join("from-guest")).map_err(|e| e.to_string())?
+            == b"written in the guest\n",
+        "host reads the guest's file while the VM runs",
+    )?;
+    let big = std::fs::metadata(shared.join("d/big")).map_err(|e| e.to_string())?;
+    check(
+        big.len() == 8 << 20,
+        format!("8 MiB file from the guest, got {}", big.len()),
+    )?;
+    std::fs::write(shared.join("later"), b"after the mount\n").map_err(|e| e.to_string())?;
+    let r = sh(&g, "/bb/busybox cat /shared/later");
+    check(
+        r.stdout == b"after the mount\n",
+        format!(
+            "guest sees a later host write: {:?}",
+            String::from_utf8_lossy(&r.stdout)
+        ),
+    )?;
+    c.expect_ok(Request::Shutdown).map_err(|e| e.to_string())?;
+    let st = g.wait_exit(EXIT_WAIT);
+    check(st.code() == Some(0), format!("power-off exits 0, got {st}"))?;
+    check(
+        daemon.exits_within(Duration::from_secs(10)),
+        "virtiofsd ends with its VMM",
+    )
+}
+
 fn two_vms_at_once() -> TestResult {
     let a = std::thread::spawn(|| {
         let g = guest_with_busybox("two-a", GuestOpts::default());
@@ -432,6 +500,10 @@ fn main() {
         Trial::test(
             "block_devices_read_only_and_read_write",
             block_devices_read_only_and_read_write,
+        ),
+        Trial::test(
+            "virtio_fs_shares_a_host_directory_both_ways",
+            virtio_fs_shares_a_host_directory_both_ways,
         ),
         Trial::test("two_vms_at_once", two_vms_at_once),
         Trial::test(

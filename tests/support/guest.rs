@@ -30,6 +30,8 @@ pub struct GuestOpts {
     pub disks: Vec<(PathBuf, bool)>,
     pub cmdline_extra: Option<String>,
     pub no_initramfs: bool,
+    /// (vhost-user socket, tag) of virtio-fs devices.
+    pub filesystems: Vec<(PathBuf, String)>,
 }
 
 pub struct Guest {
@@ -60,6 +62,10 @@ impl Guest {
                 s.push_str(",ro");
             }
             cmd.arg("--disk").arg(s);
+        }
+        for (socket, tag) in &opts.filesystems {
+            cmd.arg("--fs")
+                .arg(format!("{},tag={tag}", socket.display()));
         }
         if let Some(extra) = &opts.cmdline_extra {
             cmd.arg("--cmdline-extra").arg(extra);
@@ -156,6 +162,58 @@ impl Drop for Guest {
             let _ = self.child.wait();
         }
     }
+}
+
+/// A running virtiofsd; killed on drop if still there.
+pub struct Virtiofsd(Child);
+
+impl Virtiofsd {
+    /// Whether it exits on its own within `timeout` (it should once its
+    /// VMM has gone).
+    pub fn exits_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Virtiofsd {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A virtiofsd serving `shared` on `socket`; returns once the socket is up.
+pub fn virtiofsd(shared: &Path, socket: &Path) -> Virtiofsd {
+    let bin = isola_vmm::assets::default_virtiofsd()
+        .expect("virtiofsd (./build.sh installs it into build/)");
+    let child = Command::new(bin)
+        .arg("--socket-path")
+        .arg(socket)
+        .arg("--shared-dir")
+        .arg(shared)
+        .args(["--sandbox", "namespace", "--cache", "auto"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn virtiofsd");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !socket.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "virtiofsd did not create its socket"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    Virtiofsd(child)
 }
 
 /// An ext4 image of `size_mib` holding the files of `dir`, made with mke2fs.

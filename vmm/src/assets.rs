@@ -1,4 +1,4 @@
-//! Where the default guest kernel and initramfs are found.
+//! Where the default guest kernel, initramfs and virtiofsd are found.
 //!
 //! In order: `ISOLA_KERNEL` / `ISOLA_INITRAMFS`; a `build/` directory next to
 //! an ancestor of the running executable (the work tree the README's build
@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 pub const KERNEL_NAME: &str = "vmlinux";
 pub const INITRAMFS_NAME: &str = "initramfs.cpio";
+pub const VIRTIOFSD_NAME: &str = "virtiofsd";
 
 fn candidates() -> Vec<PathBuf> {
     let mut dirs = Vec::new();
@@ -37,6 +38,21 @@ pub fn default_kernel() -> Option<PathBuf> {
 
 pub fn default_initramfs() -> Option<PathBuf> {
     find("ISOLA_INITRAMFS", INITRAMFS_NAME)
+}
+
+/// The vhost-user file system daemon for virtio-fs devices: the places
+/// above (`ISOLA_VIRTIOFSD` first), then where distributions install it.
+pub fn default_virtiofsd() -> Option<PathBuf> {
+    find("ISOLA_VIRTIOFSD", VIRTIOFSD_NAME).or_else(|| {
+        [
+            "/usr/libexec/virtiofsd",
+            "/usr/lib/qemu/virtiofsd",
+            "/usr/bin/virtiofsd",
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    })
 }
 
 /// The directory searched, for error messages.

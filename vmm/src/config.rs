@@ -18,6 +18,14 @@ pub struct DiskConfig {
     pub read_only: bool,
 }
 
+/// A virtio-fs device whose file system a vhost-user backend (virtiofsd)
+/// serves on `socket`; the guest mounts it by `tag`.
+#[derive(Debug, Clone)]
+pub struct FsConfig {
+    pub socket: PathBuf,
+    pub tag: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct VmConfig {
     pub kernel: PathBuf,
@@ -27,6 +35,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// Host side of the vsock device; no vsock device when `None`.
     pub vsock_uds: Option<PathBuf>,
+    /// Shared directories; any makes guest RAM a shared memfd.
+    pub filesystems: Vec<FsConfig>,
     pub guest_cid: u64,
     pub console: ConsoleMode,
     pub cmdline_extra: String,

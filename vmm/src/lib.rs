@@ -2,7 +2,7 @@
 //!
 //! It boots an uncompressed Linux `vmlinux` (PVH entry) with an initramfs,
 //! 1..N vCPUs, an 8250 console, an i8042 reset port, a power-off port, and
-//! virtio-mmio devices (blk, vsock). It knows nothing about containers.
+//! virtio-mmio devices (blk, vsock, and virtio-fs through a vhost-user backend). It knows nothing about containers.
 //!
 //! Layout: [`arch`] is the x86_64 boot path, [`devices`] the legacy port-I/O
 //! devices and the bus that routes exits to them, [`virtio`] the transport
@@ -20,6 +20,6 @@ pub mod vcpu;
 pub mod virtio;
 pub mod vm;
 
-pub use config::{ConsoleMode, DiskConfig, VmConfig};
+pub use config::{ConsoleMode, DiskConfig, FsConfig, VmConfig};
 pub use exit::VmExitReason;
 pub use vm::{Vm, VmError};

@@ -12,7 +12,7 @@ use isola_protocol::{AgentClient, Request, AGENT_READY_PORT, AGENT_VSOCK_PORT};
 use isola_vmm::devices::ExitNotifier;
 use isola_vmm::host_check::{kvm_capability, KvmCapability};
 use isola_vmm::virtio::vsock::host::{self as vsock_host, guest_port_path};
-use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig, VmExitReason};
+use isola_vmm::{assets, ConsoleMode, DiskConfig, FsConfig, Vm, VmConfig, VmExitReason};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -41,6 +41,11 @@ struct Args {
     /// Raw disk image, `PATH` or `PATH,ro`; repeatable (vda, vdb, ...).
     #[arg(long = "disk", value_name = "PATH[,ro]")]
     disks: Vec<String>,
+    /// A virtio-fs device served by a vhost-user backend (virtiofsd)
+    /// listening on SOCKET; the guest mounts it with `-t virtiofs TAG`.
+    /// Repeatable.
+    #[arg(long = "fs", value_name = "SOCKET,tag=TAG")]
+    filesystems: Vec<String>,
     /// Host Unix socket bridged to the guest's vsock device.
     #[arg(long)]
     vsock_uds: Option<PathBuf>,
@@ -82,6 +87,19 @@ fn parse_disk(s: &str) -> Result<DiskConfig> {
     Ok(DiskConfig {
         path: PathBuf::from(path),
         read_only: ro,
+    })
+}
+
+fn parse_fs(s: &str) -> Result<FsConfig> {
+    let Some((socket, tag)) = s.rsplit_once(",tag=") else {
+        bail!("--fs {s:?}: expected SOCKET,tag=TAG");
+    };
+    if socket.is_empty() || tag.is_empty() {
+        bail!("--fs {s:?}: empty socket path or tag");
+    }
+    Ok(FsConfig {
+        socket: PathBuf::from(socket),
+        tag: tag.to_string(),
     })
 }
 
@@ -336,6 +354,11 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
         vcpus: args.cpus,
         disks,
         vsock_uds: vsock_uds.clone(),
+        filesystems: args
+            .filesystems
+            .iter()
+            .map(|f| parse_fs(f))
+            .collect::<Result<Vec<_>>>()?,
         guest_cid: args.cid,
         console: parse_console(&args.console),
         cmdline_extra: args.cmdline_extra,

@@ -23,6 +23,7 @@ use crate::devices::{ExitNotifier, IrqLine};
 use crate::exit::VmExitReason;
 use crate::vcpu::VcpuRunner;
 use crate::virtio::block::Block;
+use crate::virtio::fs::VhostUserFs;
 use crate::virtio::mmio::{MmioTransport, REG_QUEUE_NOTIFY};
 use crate::virtio::vsock::Vsock;
 use crate::virtio::VirtioDevice;
@@ -52,6 +53,8 @@ pub enum VmError {
     Block(#[from] crate::virtio::block::device::BlockError),
     #[error(transparent)]
     Vsock(#[from] crate::virtio::vsock::device::VsockError),
+    #[error(transparent)]
+    Fs(#[from] crate::virtio::fs::FsError),
     #[error(transparent)]
     Transport(#[from] crate::virtio::mmio::TransportError),
     #[error(transparent)]
@@ -112,7 +115,12 @@ impl Vm {
 
         // Memory first: creating the irqchip before any memory slot exists
         // costs several milliseconds on some hosts.
-        let mem = memory::create_guest_memory(cfg.mem_mib)?;
+        let backing = if cfg.filesystems.is_empty() {
+            memory::Backing::Anonymous
+        } else {
+            memory::Backing::SharedMemfd
+        };
+        let mem = memory::create_guest_memory(cfg.mem_mib, backing)?;
         for (slot, region) in mem.iter().enumerate() {
             let r = kvm_userspace_memory_region {
                 slot: slot as u32,
@@ -184,7 +192,7 @@ impl Vm {
             Arc::new(Mutex::new(PowerPort::new(exit_tx.clone()))),
         )?;
 
-        // virtio devices: disks in order (vda, vdb, ...), then vsock.
+        // virtio devices: disks in order (vda, vdb, ...), then vsock, then file systems.
         let mut mmio = Bus::default();
         let mut cmdline_devices = Vec::new();
         let mut disk_files = Vec::new();
@@ -196,6 +204,9 @@ impl Vm {
         }
         if let Some(uds) = &cfg.vsock_uds {
             devices.push(Box::new(Vsock::new(cfg.guest_cid, uds)?));
+        }
+        for fs in &cfg.filesystems {
+            devices.push(Box::new(VhostUserFs::connect(&fs.socket, &fs.tag, &mem)?));
         }
         for (i, dev) in devices.into_iter().enumerate() {
             let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;

@@ -132,6 +132,7 @@ impl Sandbox {
             }))
             .collect(),
             vsock_uds: Some(uds),
+            filesystems: Vec::new(),
             guest_cid: GUEST_CID,
             console: console_log.map_or(ConsoleMode::Off, ConsoleMode::File),
             cmdline_extra: String::new(),

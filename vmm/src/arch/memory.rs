@@ -1,6 +1,10 @@
 //! Guest RAM: one region below the MMIO hole, one above 4 GiB if needed.
 
-use vm_memory::{GuestAddress, GuestMemoryMmap};
+use std::fs::File;
+use std::os::fd::FromRawFd;
+use std::sync::Arc;
+
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
 
 use super::layout::{MMIO_HOLE_END, MMIO_HOLE_START};
 
@@ -10,6 +14,18 @@ pub enum MemoryError {
     BadSize(u64),
     #[error("cannot map guest memory: {0}")]
     Mmap(#[from] vm_memory::mmap::FromRangesError),
+    #[error("cannot create shared guest memory (memfd): {0}")]
+    Memfd(std::io::Error),
+}
+
+/// How guest RAM is backed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backing {
+    /// Private anonymous memory: the default, and the cheapest.
+    Anonymous,
+    /// A memfd mapped shared, so that a vhost-user backend (virtiofsd) can
+    /// map the same pages from its own process.
+    SharedMemfd,
 }
 
 /// RAM ranges (start, length) for `mem_bytes` of guest memory.
@@ -27,12 +43,39 @@ pub fn ram_ranges(mem_bytes: u64) -> Vec<(GuestAddress, usize)> {
     }
 }
 
-pub fn create_guest_memory(mem_mib: u64) -> Result<GuestMemoryMmap, MemoryError> {
+pub fn create_guest_memory(mem_mib: u64, backing: Backing) -> Result<GuestMemoryMmap, MemoryError> {
     let bytes = mem_mib
         .checked_mul(1 << 20)
         .filter(|b| *b >= 16 << 20 && *b <= 1 << 40)
         .ok_or(MemoryError::BadSize(mem_mib))?;
-    Ok(GuestMemoryMmap::from_ranges(&ram_ranges(bytes))?)
+    let ranges = ram_ranges(bytes);
+    match backing {
+        Backing::Anonymous => Ok(GuestMemoryMmap::from_ranges(&ranges)?),
+        Backing::SharedMemfd => {
+            let file = Arc::new(memfd(bytes)?);
+            let mut offset = 0u64;
+            let mut with_files = Vec::new();
+            for (start, len) in ranges {
+                with_files.push((start, len, Some(FileOffset::from_arc(file.clone(), offset))));
+                offset += len as u64;
+            }
+            Ok(GuestMemoryMmap::from_ranges_with_files(with_files)?)
+        }
+    }
+}
+
+/// An anonymous memfd of `bytes` for guest RAM.
+fn memfd(bytes: u64) -> Result<File, MemoryError> {
+    // SAFETY: the name is a NUL-terminated literal; the call has no other
+    // pointer arguments and returns a new fd or -1.
+    let fd = unsafe { libc::memfd_create(c"isola-guest-ram".as_ptr(), libc::MFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(MemoryError::Memfd(std::io::Error::last_os_error()));
+    }
+    // SAFETY: `fd` was just created above and is owned by nothing else.
+    let file = unsafe { File::from_raw_fd(fd) };
+    file.set_len(bytes).map_err(MemoryError::Memfd)?;
+    Ok(file)
 }
 
 /// Highest address + 1 of RAM below the MMIO hole.
@@ -55,7 +98,18 @@ mod tests {
 
     #[test]
     fn rejects_absurd_sizes() {
-        assert!(create_guest_memory(1).is_err());
-        assert!(create_guest_memory(u64::MAX).is_err());
+        assert!(create_guest_memory(1, Backing::Anonymous).is_err());
+        assert!(create_guest_memory(u64::MAX, Backing::SharedMemfd).is_err());
+    }
+
+    #[test]
+    fn shared_memory_has_a_file_behind_every_region() {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        let mem = create_guest_memory(4096, Backing::SharedMemfd).unwrap();
+        let offsets: Vec<u64> = mem
+            .iter()
+            .map(|r| r.file_offset().expect("file-backed").start())
+            .collect();
+        assert_eq!(offsets, vec![0, MMIO_HOLE_START]);
     }
 }

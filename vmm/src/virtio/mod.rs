@@ -1,9 +1,10 @@
 //! virtio over MMIO: the device trait every device implements ([`device`]),
 //! the MMIO transport that knows registers but no device ([`mmio`]), and a
-//! folder per device ([`block`], [`vsock`]).
+//! folder per device ([`block`], [`vsock`], [`fs`]).
 
 pub mod block;
 pub mod device;
+pub mod fs;
 pub mod mmio;
 #[cfg(test)]
 pub(crate) mod test_chains;
@@ -18,3 +19,4 @@ pub const VIRTIO_RING_F_EVENT_IDX: u64 = 1 << 29;
 
 pub const DEVICE_ID_BLOCK: u32 = 2;
 pub const DEVICE_ID_VSOCK: u32 = 19;
+pub const DEVICE_ID_FS: u32 = 26;
