@@ -94,6 +94,7 @@ pub fn handle(req: Request) -> Outcome {
             image_device,
             scratch_device,
             files,
+            volumes,
             terminal,
             stdin: _,
         } => from_result(container::create_container(
@@ -102,6 +103,7 @@ pub fn handle(req: Request) -> Outcome {
             &image_device,
             scratch_device.as_deref(),
             &files,
+            &volumes,
             terminal,
         )),
         Request::CreateExec {

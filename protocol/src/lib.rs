@@ -10,8 +10,8 @@ pub mod message;
 pub use client::{AgentClient, ClientError};
 pub use frame::{read_frame, write_frame, FrameError, MAX_FRAME_LEN};
 pub use message::{
-    pattern_byte, Envelope, ExecResult, GuestFile, ProcessKey, Request, Response, StdioStream,
-    PROTOCOL_VERSION,
+    pattern_byte, Envelope, ExecResult, GuestFile, GuestVolume, ProcessKey, Request, Response,
+    StdioStream, PROTOCOL_VERSION,
 };
 
 /// vsock port the agent listens on inside the guest.

@@ -74,6 +74,10 @@ pub enum Request {
         scratch_device: Option<String>,
         #[serde(default)]
         files: Vec<GuestFile>,
+        /// Host directories shared over virtio-fs, for the spec's bind
+        /// mounts that name them.
+        #[serde(default)]
+        volumes: Vec<GuestVolume>,
         #[serde(default)]
         terminal: bool,
         #[serde(default)]
@@ -157,6 +161,17 @@ pub struct GuestFile {
     pub source: String,
     #[serde(with = "crate::message::b64")]
     pub data: Vec<u8>,
+}
+
+/// A host directory the VM has as a virtio-fs device `tag`; the agent
+/// mounts it and points the spec's bind mounts of `source` (the host path,
+/// as config.json names it) at that mount.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct GuestVolume {
+    pub tag: String,
+    pub source: String,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

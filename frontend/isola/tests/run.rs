@@ -12,7 +12,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use run_support::{levels, stdout, text, Store};
+use run_support::{levels, processes_mentioning, stdout, text, Store};
 
 /// One row: run flags, the command, and what must come back.
 struct Case {
@@ -101,34 +101,6 @@ fn env_file_volumes_and_host_network() {
         assert_eq!(out, "1-two words\n");
 
         let rw = format!("{}:/data", shared.display());
-        if level == "vm" {
-            // Not built yet (virtio-fs): refused up front, clearly, with
-            // nothing left behind.
-            let out = store.run(&[
-                "run",
-                "--rm",
-                "--isolation",
-                level,
-                "-v",
-                &rw,
-                "busybox",
-                "true",
-            ]);
-            assert_eq!(out.status.code(), Some(125), "{}", text(&out));
-            assert!(
-                String::from_utf8_lossy(&out.stderr)
-                    .contains("cannot be shared with a vm-level container yet"),
-                "{}",
-                text(&out)
-            );
-            // The VM's network is the VM's: a guest with no NIC has lo.
-            let out = store.ok_rm(
-                level,
-                &["--network", "host", "busybox", "ls", "/sys/class/net"],
-            );
-            assert_eq!(out, "lo\n");
-            continue;
-        }
         let out = store.ok_rm(
             level,
             &[
@@ -145,6 +117,24 @@ fn env_file_volumes_and_host_network() {
             std::fs::read_to_string(shared.join("from-container")).unwrap(),
             "container data\n"
         );
+        std::fs::remove_file(shared.join("from-container")).unwrap();
+
+        // Both ways while the container runs: it writes a question, the
+        // host answers, the container reads the answer.
+        let _ = std::fs::remove_file(shared.join("pong"));
+        let mut talk = store.isola();
+        talk.args(["run", "--rm", "--isolation", level, "-v", &rw, "busybox", "sh", "-c"])
+            .arg("echo ping > /data/ping; i=0; while [ ! -s /data/pong ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; cat /data/pong")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let child = talk.spawn().unwrap();
+        wait_for(|| shared.join("ping").exists());
+        std::fs::write(shared.join("pong"), "pong from the host\n").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        assert_eq!(stdout(&out), "pong from the host\n");
+        std::fs::remove_file(shared.join("ping")).unwrap();
+        std::fs::remove_file(shared.join("pong")).unwrap();
 
         let ro = format!("{}:/data:ro", shared.display());
         let out = store.ok_rm(
@@ -155,12 +145,34 @@ fn env_file_volumes_and_host_network() {
                 "busybox",
                 "sh",
                 "-c",
-                "echo x > /data/nope 2>/dev/null || echo refused",
+                "cat /data/from-host; echo x > /data/nope 2>/dev/null || echo refused",
             ],
         );
-        assert_eq!(out, "refused\n");
+        assert_eq!(out, "host data\nrefused\n");
         assert!(!shared.join("nope").exists());
+        // A volume's file server (virtiofsd, at the vm level) ends with
+        // its container.
+        wait_for(|| processes_mentioning(shared.to_str().unwrap()).is_empty());
 
+        if level == "vm" {
+            // virtio-fs shares directories; a file volume is refused up
+            // front, clearly, with nothing left behind.
+            let file = format!("{}:/f", env_file.display());
+            let out = store.run(&["run", "--rm", "--isolation", level, "-v", &file, "busybox", "true"]);
+            assert_eq!(out.status.code(), Some(125), "{}", text(&out));
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("must be directories"),
+                "{}",
+                text(&out)
+            );
+            // The VM's network is the VM's: a guest with no NIC has lo.
+            let out = store.ok_rm(
+                level,
+                &["--network", "host", "busybox", "ls", "/sys/class/net"],
+            );
+            assert_eq!(out, "lo\n");
+            continue;
+        }
         let host_links = std::fs::read_dir("/sys/class/net").unwrap().count();
         let out = store.ok_rm(
             level,

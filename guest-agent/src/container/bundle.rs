@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use isola_protocol::GuestFile;
+use isola_protocol::{GuestFile, GuestVolume};
 use serde_json::Value;
 
 use crate::sys;
@@ -96,6 +96,7 @@ pub fn prepare(
     image_device: &str,
     scratch_device: Option<&str>,
     files: &[GuestFile],
+    volumes: &[GuestVolume],
 ) -> Result<PathBuf, String> {
     let mut spec: Value =
         serde_json::from_str(spec).map_err(|e| format!("config.json of {id}: {e}"))?;
@@ -104,70 +105,111 @@ pub fn prepare(
     if dir.exists() {
         return Err(format!("container {id} already exists in this guest"));
     }
-    let layer = match scratch_device {
-        Some(device) => {
-            let at = dir.join("scratch");
-            mount_scratch(device, &at)?;
-            at
+    let made = (|| {
+        let layer = match scratch_device {
+            Some(device) => {
+                let at = dir.join("scratch");
+                mount_scratch(device, &at)?;
+                at
+            }
+            None => dir.clone(),
+        };
+        let (upper, work, rootfs, shipped) = (
+            layer.join("upper"),
+            layer.join("work"),
+            dir.join("rootfs"),
+            dir.join("files"),
+        );
+        for d in [&upper, &work, &rootfs, &shipped] {
+            fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        None => dir.clone(),
-    };
-    let (upper, work, rootfs, shipped) = (
-        layer.join("upper"),
-        layer.join("work"),
-        dir.join("rootfs"),
-        dir.join("files"),
-    );
-    for d in [&upper, &work, &rootfs, &shipped] {
-        fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-    }
-    let options = format!(
-        "lowerdir={},upperdir={},workdir={}",
-        lower.display(),
-        upper.display(),
-        work.display()
-    );
-    sys::mount(
-        "overlay",
-        &rootfs.to_string_lossy(),
-        "overlay",
-        0,
-        Some(&options),
-    )
-    .map_err(|e| format!("mounting the rootfs of {id}: {e}"))?;
+        let options = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        sys::mount(
+            "overlay",
+            &rootfs.to_string_lossy(),
+            "overlay",
+            0,
+            Some(&options),
+        )
+        .map_err(|e| format!("mounting the rootfs of {id}: {e}"))?;
 
-    spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
-    if let Some(annotations) = spec.get_mut("annotations").and_then(Value::as_object_mut) {
-        annotations.remove(ISOLATION_ANNOTATION);
+        spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
+        if let Some(annotations) = spec.get_mut("annotations").and_then(Value::as_object_mut) {
+            annotations.remove(ISOLATION_ANNOTATION);
+        }
+        place_files(&mut spec, files, &shipped)?;
+        mount_volumes(&mut spec, volumes, &dir.join("volumes"))?;
+        let text = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
+        let config = dir.join("config.json");
+        fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))
+    })();
+    match made {
+        Ok(()) => Ok(dir),
+        Err(e) => {
+            // Leave nothing half-made: the host may retry with the same id.
+            remove(id);
+            Err(e)
+        }
     }
-    place_files(&mut spec, files, &shipped)?;
-    let text = serde_json::to_vec(&spec).map_err(|e| e.to_string())?;
-    let config = dir.join("config.json");
-    fs::write(&config, text).map_err(|e| format!("writing {}: {e}", config.display()))?;
-    Ok(dir)
 }
 
 /// Writes the shipped files and points the mounts that name them at the
 /// guest copies.
 fn place_files(spec: &mut Value, files: &[GuestFile], dir: &Path) -> Result<(), String> {
-    let Some(mounts) = spec.get_mut("mounts").and_then(Value::as_array_mut) else {
-        return Ok(());
-    };
     for (n, file) in files.iter().enumerate() {
         let guest = dir.join(n.to_string());
         fs::write(&guest, &file.data).map_err(|e| format!("writing {}: {e}", guest.display()))?;
-        for mount in mounts.iter_mut() {
-            if mount.get("source").and_then(Value::as_str) == Some(file.source.as_str()) {
-                mount["source"] = Value::String(guest.to_string_lossy().into_owned());
-            }
-        }
+        point_mounts_at(spec, &file.source, &guest);
     }
     Ok(())
+}
+
+/// Mounts each virtio-fs volume under `dir` and points the bind mounts of
+/// its host path at it; the runner then binds it like any directory.
+fn mount_volumes(spec: &mut Value, volumes: &[GuestVolume], dir: &Path) -> Result<(), String> {
+    for v in volumes {
+        validate_name("volume tag", &v.tag)?;
+        let at = dir.join(&v.tag);
+        fs::create_dir_all(&at).map_err(|e| format!("creating {}: {e}", at.display()))?;
+        let mut flags = libc::MS_NODEV;
+        if v.read_only {
+            flags |= libc::MS_RDONLY;
+        }
+        sys::mount(&v.tag, &at.to_string_lossy(), "virtiofs", flags, None)
+            .map_err(|e| format!("mounting the volume {} ({}): {e}", v.tag, v.source))?;
+        point_mounts_at(spec, &v.source, &at);
+    }
+    Ok(())
+}
+
+/// Rewrites the source of every spec mount that names `source`.
+fn point_mounts_at(spec: &mut Value, source: &str, guest: &Path) {
+    let Some(mounts) = spec.get_mut("mounts").and_then(Value::as_array_mut) else {
+        return;
+    };
+    for mount in mounts.iter_mut() {
+        if mount.get("source").and_then(Value::as_str) == Some(source) {
+            mount["source"] = Value::String(guest.to_string_lossy().into_owned());
+        }
+    }
 }
 
 /// Unmounts and removes what [`prepare`] made.
 pub fn remove(id: &str) {
     let dir = container_dir(id);
+    if let Ok(entries) = fs::read_dir(dir.join("volumes")) {
+        for e in entries.flatten() {
+            if let Ok(c) = std::ffi::CString::new(e.path().to_string_lossy().as_bytes()) {
+                // SAFETY: umount2 with a NUL-terminated path that outlives the call.
+                unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+            }
+        }
+    }
     let rootfs = dir.join("rootfs");
     if let Ok(c) = std::ffi::CString::new(rootfs.to_string_lossy().as_bytes()) {
         // SAFETY: umount2 with a NUL-terminated path that outlives the call.

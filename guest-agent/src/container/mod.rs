@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
-use isola_protocol::{GuestFile, ProcessKey, Response, StdioStream};
+use isola_protocol::{GuestFile, GuestVolume, ProcessKey, Response, StdioStream};
 
 use crate::exec;
 use crate::reaper::Children;
@@ -124,13 +124,14 @@ pub fn create_container(
     image_device: &str,
     scratch_device: Option<&str>,
     files: &[GuestFile],
+    volumes: &[GuestVolume],
     terminal: bool,
 ) -> Result<Response, String> {
     validate_name("container id", id)?;
     if with_table(|t| t.contains_key(&init_key(id))) {
         return Err(format!("container {id} already exists in this guest"));
     }
-    let dir = bundle::prepare(id, spec, image_device, scratch_device, files)?;
+    let dir = bundle::prepare(id, spec, image_device, scratch_device, files, volumes)?;
     let mut argv = runner_base();
     // The guest's root is the initramfs, which pivot_root cannot leave.
     argv.extend(["create", "--no-pivot", "--pid-file"].map(String::from));

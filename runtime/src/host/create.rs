@@ -104,6 +104,9 @@ impl Host {
         if run.isolation == "vm" {
             // What a VM cannot have is refused before any VM boots.
             crate::vm::shipped_files(&spec, &paths.etc())?;
+            if !crate::vm::volumes(&spec, &paths.etc())?.is_empty() {
+                crate::vm::volumes::daemon_binary()?;
+            }
         }
         let scratch = self
             .store

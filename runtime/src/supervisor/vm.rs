@@ -25,7 +25,8 @@ use crate::state::{ContainerRecord, ContainerStatus, StateStore};
 use crate::teardown;
 use crate::vm::agent::{agent_error, open_stdio};
 use crate::vm::{
-    connect_agent, shipped_files, AgentConn, Sandbox, VmSize, IMAGE_DEVICE, SCRATCH_DEVICE,
+    connect_agent, shipped_files, volumes, AgentConn, Sandbox, VmSize, Volume, IMAGE_DEVICE,
+    SCRATCH_DEVICE,
 };
 
 /// Control requests (create, start, resize) get this long to be answered.
@@ -172,6 +173,7 @@ fn prepare(
             source,
         })?;
     let files = shipped_files(&spec, &paths.etc())?;
+    let volumes = volumes(&spec, &paths.etc())?;
     let disk = record
         .vm_disk
         .clone()
@@ -183,6 +185,7 @@ fn prepare(
         &paths.dir,
         &disk,
         record.vm_scratch.as_deref(),
+        &volumes,
         size,
         console,
     )?;
@@ -198,6 +201,7 @@ fn prepare(
                 image_device: IMAGE_DEVICE.into(),
                 scratch_device: record.vm_scratch.as_ref().map(|_| SCRATCH_DEVICE.into()),
                 files,
+                volumes: volumes.iter().map(Volume::to_guest).collect(),
                 terminal: record.tty,
                 stdin: record.stdin_open,
             })

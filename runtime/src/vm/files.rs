@@ -11,8 +11,7 @@ use crate::error::{Error, Result};
 const MAX_SHIPPED_FILE: u64 = 1 << 20;
 
 /// The bundle's bind mounts of the container's own small files (under
-/// `etc`); anything else a bind mount names is a host directory the guest
-/// cannot see.
+/// `etc`); other bind mounts are volumes (see [`super::volumes`]).
 pub fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<GuestFile>> {
     let mut files = Vec::new();
     for mount in spec.mounts().iter().flatten() {
@@ -25,14 +24,8 @@ pub fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<G
         let Some(source) = mount.source() else {
             continue;
         };
-        if !is_bind {
+        if !is_bind || !source.starts_with(etc) {
             continue;
-        }
-        if !source.starts_with(etc) {
-            return Err(Error::Invalid(format!(
-                "{}: host directories (-v) cannot be shared with a vm-level container yet",
-                source.display()
-            )));
         }
         let size = std::fs::metadata(source).map_err(Error::io(source))?.len();
         if size > MAX_SHIPPED_FILE {

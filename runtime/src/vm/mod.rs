@@ -4,18 +4,20 @@
 //! the guest). The guest's agent runs the very config.json the process
 //! level would, with the same runner, on an overlay of the image's EROFS
 //! disk (shared read-only by every VM of that image) and a writable layer
-//! in guest memory.
+//! in guest memory or on a scratch disk; volumes come over virtio-fs.
 
 pub mod agent;
 pub mod files;
 pub mod sandbox;
 pub mod scratch;
 pub mod sizing;
+pub mod volumes;
 
 pub use agent::{connect_agent, AgentConn};
 pub use files::shipped_files;
 pub use sandbox::Sandbox;
 pub use sizing::VmSize;
+pub use volumes::{volumes, FsDaemons, Volume};
 
 /// Name of the vsock bridge socket in the container's directory.
 pub const VSOCK_SOCKET: &str = "vsock.sock";

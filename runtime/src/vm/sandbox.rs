@@ -16,6 +16,7 @@ use isola_vmm::virtio::vsock::host::guest_port_path;
 use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use super::volumes::{FsDaemons, Volume};
 use super::{VmSize, VSOCK_SOCKET};
 use crate::error::{Error, Result};
 use crate::paths::SocketDir;
@@ -49,6 +50,8 @@ type EndState = Arc<(Mutex<Option<VmExitReason>>, Condvar)>;
 pub struct Sandbox {
     exit: ExitNotifier,
     ended: EndState,
+    /// The volumes' virtiofsd processes, killed if they outlive the VM.
+    _daemons: FsDaemons,
     /// Held so the bridge's short path stays valid in this process.
     _sockets: SocketDir,
 }
@@ -60,6 +63,7 @@ impl Sandbox {
         dir: &Path,
         disk: &Path,
         scratch: Option<&Path>,
+        volumes: &[Volume],
         size: VmSize,
         console_log: Option<PathBuf>,
     ) -> Result<Sandbox> {
@@ -71,7 +75,7 @@ impl Sandbox {
         }
         let mut attempt = 1;
         loop {
-            match Self::boot_once(dir, disk, scratch, size, console_log.clone()) {
+            match Self::boot_once(dir, disk, scratch, volumes, size, console_log.clone()) {
                 // A guest that resets before its agent is up has run no
                 // container code, so booting it again is safe. Emulated
                 // virtualization (the nested test host) does this now and
@@ -97,6 +101,7 @@ impl Sandbox {
         dir: &Path,
         disk: &Path,
         scratch: Option<&Path>,
+        volumes: &[Volume],
         size: VmSize,
         console_log: Option<PathBuf>,
     ) -> std::result::Result<Sandbox, BootError> {
@@ -114,6 +119,8 @@ impl Sandbox {
         let _ = std::fs::remove_file(&ready_path);
         let ready =
             UnixListener::bind(&ready_path).map_err(Error::io(dir.join("vsock.sock_1025")))?;
+        // Per boot: a virtiofsd ends when its VMM hangs up.
+        let (daemons, filesystems) = FsDaemons::start(dir, &sockets, volumes)?;
 
         let config = VmConfig {
             kernel,
@@ -132,7 +139,7 @@ impl Sandbox {
             }))
             .collect(),
             vsock_uds: Some(uds),
-            filesystems: Vec::new(),
+            filesystems,
             guest_cid: GUEST_CID,
             console: console_log.map_or(ConsoleMode::Off, ConsoleMode::File),
             cmdline_extra: String::new(),
@@ -157,6 +164,7 @@ impl Sandbox {
         let sandbox = Sandbox {
             exit,
             ended,
+            _daemons: daemons,
             _sockets: sockets,
         };
         let waited = sandbox.wait_ready(&ready);
