@@ -48,6 +48,8 @@ fi
     echo "## The vm level beside the process level"
     echo
     bench/vm.sh
+    echo
+    bench/volumes.sh
 } > "$scratch/benchmarks.md"
 mv "$scratch/benchmarks.md" docs/benchmarks.md
 cat docs/benchmarks.md

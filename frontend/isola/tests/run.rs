@@ -23,6 +23,56 @@ struct Case {
     stdout: &'static str,
 }
 
+/// A container that panics its guest kernel (vm level only: at the process
+/// level the kernel is the host's). Only that container ends, reported with
+/// the reason; a neighbour VM keeps running; `rm` cleans up.
+#[test]
+fn a_guest_kernel_panic_ends_only_its_container() {
+    if !levels().contains(&"vm") {
+        return;
+    }
+    let store = Store::new();
+    let neighbour = store.ok(&[
+        "run",
+        "-d",
+        "--isolation",
+        "vm",
+        "--name",
+        "neighbour",
+        "busybox",
+        "sleep",
+        "600",
+    ]);
+    // panic_on_oom=2 panics the kernel on any OOM, a memory cgroup's too;
+    // --privileged makes /proc/sys writable, in the guest only.
+    let out = store.run(&[
+        "run",
+        "--isolation",
+        "vm",
+        "--privileged",
+        "--memory",
+        "32m",
+        "--name",
+        "boom",
+        "busybox",
+        "sh",
+        "-c",
+        "echo 2 > /proc/sys/vm/panic_on_oom && tail /dev/zero",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let inspect: serde_json::Value = serde_json::from_str(&store.ok(&["inspect", "boom"])).unwrap();
+    let error = inspect[0]["State"]["Error"].as_str().unwrap_or_default();
+    assert!(error.contains("panicked"), "the reason is given: {inspect}");
+    assert_eq!(inspect[0]["State"]["Status"], "exited", "{inspect}");
+    let out = store.ok(&["exec", "neighbour", "echo", "still here"]);
+    assert_eq!(out, "still here\n");
+    let id = store.id_of("boom");
+    store.ok(&["rm", "boom"]);
+    store.assert_gone(&id);
+    store.ok(&["rm", "-f", neighbour.trim()]);
+    store.assert_empty();
+}
+
 const FLAG_CASES: &[Case] = &[
     Case { what: "plain output", flags: &[], command: &["echo", "hello"], code: 0, stdout: "hello\n" },
     Case { what: "exit code", flags: &[], command: &["sh", "-c", "exit 42"], code: 42, stdout: "" },
@@ -44,6 +94,7 @@ const FLAG_CASES: &[Case] = &[
     Case { what: "masked /proc/timer_list", flags: &[], command: &["sh", "-c", "wc -c < /proc/timer_list"], code: 0, stdout: "0\n" },
     Case { what: "read-only /proc/sys", flags: &[], command: &["sh", "-c", "echo 1 > /proc/sys/kernel/domainname 2>/dev/null || echo refused"], code: 0, stdout: "refused\n" },
     Case { what: "seccomp denies unshare", flags: &[], command: &["sh", "-c", "unshare -U true 2>/dev/null || echo denied"], code: 0, stdout: "denied\n" },
+    Case { what: "--privileged: CAP_SYS_ADMIN, no seccomp, /proc/sys writable, timer_list unmasked", flags: &["--privileged"], command: &["sh", "-c", "c=$(grep CapEff /proc/self/status | cut -f2); [ $(( 0x$c >> 21 & 1 )) = 1 ] && echo admin; grep Seccomp: /proc/self/status | cut -f2; grep -c ' /proc/sys ' /proc/self/mountinfo; [ $(head -c 9 /proc/timer_list | wc -c) = 9 ] && echo unmasked"], code: 0, stdout: "admin\n0\n0\nunmasked\n" },
     Case { what: "command not found", flags: &[], command: &["no-such-program"], code: 127, stdout: "" },
     Case { what: "not executable", flags: &[], command: &["/etc/passwd"], code: 126, stdout: "" },
 ];
@@ -158,7 +209,16 @@ fn env_file_volumes_and_host_network() {
             // virtio-fs shares directories; a file volume is refused up
             // front, clearly, with nothing left behind.
             let file = format!("{}:/f", env_file.display());
-            let out = store.run(&["run", "--rm", "--isolation", level, "-v", &file, "busybox", "true"]);
+            let out = store.run(&[
+                "run",
+                "--rm",
+                "--isolation",
+                level,
+                "-v",
+                &file,
+                "busybox",
+                "true",
+            ]);
             assert_eq!(out.status.code(), Some(125), "{}", text(&out));
             assert!(
                 String::from_utf8_lossy(&out.stderr).contains("must be directories"),

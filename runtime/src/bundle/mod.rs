@@ -5,6 +5,7 @@ mod command;
 mod etc_files;
 mod executable;
 mod options;
+mod privileged;
 mod seccomp;
 mod spec;
 mod user;

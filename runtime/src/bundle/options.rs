@@ -109,6 +109,8 @@ pub struct RunOptions {
     pub network: Network,
     pub volumes: Vec<Volume>,
     pub tmpfs: Vec<Tmpfs>,
+    /// docker's `--privileged` (see `privileged.rs`).
+    pub privileged: bool,
     /// `process` or `vm`, recorded as the `io.isola.isolation` annotation.
     pub isolation: String,
 }

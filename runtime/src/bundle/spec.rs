@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use super::command::command_line;
 use super::options::{ImageDefaults, Network, RunOptions};
-use super::seccomp;
 use super::user::resolve_user;
+use super::{privileged, seccomp};
 use crate::error::{Error, Result};
 
 /// docker's default capability set.
@@ -115,7 +115,12 @@ pub fn build_spec(
         namespaces.push(json!({"type": "network"}));
     }
 
-    let spec = json!({
+    let capabilities = if opts.privileged {
+        privileged::capabilities(&opts.isolation)
+    } else {
+        CAPABILITIES.to_vec()
+    };
+    let mut spec = json!({
         "ociVersion": "1.0.2",
         "process": {
             "terminal": opts.tty,
@@ -128,9 +133,9 @@ pub fn build_spec(
             "env": env,
             "cwd": cwd,
             "capabilities": {
-                "bounding": CAPABILITIES,
-                "effective": CAPABILITIES,
-                "permitted": CAPABILITIES,
+                "bounding": capabilities,
+                "effective": capabilities,
+                "permitted": capabilities,
             },
             "rlimits": [{"type": "RLIMIT_NOFILE", "soft": nofile, "hard": nofile}],
             // Stricter than docker: setuid binaries cannot raise privileges.
@@ -151,6 +156,17 @@ pub fn build_spec(
             "seccomp": seccomp::default_profile(),
         },
     });
+    if opts.privileged {
+        // What docker's --privileged lifts: the filter, the masks, the
+        // device list, and no_new_privs (setuid binaries work again).
+        spec["process"]["noNewPrivileges"] = json!(false);
+        if let Some(linux) = spec["linux"].as_object_mut() {
+            linux.remove("seccomp");
+            linux.remove("maskedPaths");
+            linux.remove("readonlyPaths");
+        }
+        spec["linux"]["resources"]["devices"] = json!([{"allow": true, "access": "rwm"}]);
+    }
     serde_json::from_value(spec)
         .map_err(|e| Error::Invalid(format!("internal error building config.json: {e}")))
 }
@@ -201,7 +217,7 @@ fn mounts(etc_dir: &Path, opts: &RunOptions) -> Result<Vec<Value>> {
         json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
                "options": ["nosuid", "noexec", "nodev"]}),
         json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
-               "options": ["nosuid", "noexec", "nodev", "ro"]}),
+               "options": ["nosuid", "noexec", "nodev", if opts.privileged { "rw" } else { "ro" }]}),
         json!({"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
                "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}),
     ];

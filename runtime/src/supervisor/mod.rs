@@ -82,8 +82,15 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
             return Err(e);
         }
     };
-    let _ = writeln!(report, "created");
-    drop(report);
+    // A CLI that attaches learns of the creation now (it must attach before
+    // the start); a detached run only once the container runs, so that an
+    // `exec` right after `run -d` finds it running.
+    let mut report = Some(report);
+    if opts.wait_attach {
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "created");
+        }
+    }
 
     let first_client = if opts.wait_attach {
         let master = session.master.as_ref();
@@ -106,8 +113,22 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
 
     // The init's pid is known once created; a quick program may be gone
     // (and its state say so) right after start.
-    session.pid = runner.state(opts.id.as_str())?.pid;
-    runner.start(opts.id.as_str())?;
+    let started = runner
+        .state(opts.id.as_str())
+        .and_then(|state| {
+            runner.start(opts.id.as_str())?;
+            Ok(state.pid)
+        })
+        .map_err(Error::from);
+    session.pid = match started {
+        Ok(pid) => pid,
+        Err(e) => {
+            if let Some(mut r) = report.take() {
+                let _ = writeln!(r, "error: {e}");
+            }
+            return Err(e);
+        }
+    };
     let pid = session.pid;
     let started = store.update(&opts.id, |r| {
         r.status = ContainerStatus::Running;
@@ -118,6 +139,9 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
         tracing::error!("recording the start: {e}");
     }
     tracing::info!(pid = session.pid, "container started");
+    if let Some(mut r) = report.take() {
+        let _ = writeln!(r, "created");
+    }
 
     let exit: pump::ExitWatch = Box::new(move || pump::reap_until(pid));
     let outcome = pump::run(

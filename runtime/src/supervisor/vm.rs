@@ -256,7 +256,8 @@ fn prepare(
 /// or, if the VM itself ends first (a guest kernel panic, a killed agent),
 /// from that.
 fn exit_watch(mut waiter: AgentConn, key: ProcessKey, sandbox: &Sandbox) -> pump::ExitWatch {
-    let (tx, rx) = mpsc::channel::<Ended>();
+    // (from the VM's end, how it ended)
+    let (tx, rx) = mpsc::channel::<(bool, Ended)>();
     let from_agent = tx.clone();
     std::thread::spawn(move || {
         let ended = match waiter.call(Request::WaitProcess { key }) {
@@ -276,23 +277,39 @@ fn exit_watch(mut waiter: AgentConn, key: ProcessKey, sandbox: &Sandbox) -> pump
                 error: Some(format!("lost the guest agent: {e}")),
             },
         };
-        let _ = from_agent.send(ended);
+        let _ = from_agent.send((false, ended));
     });
     let vm_ended = sandbox.end_watch();
     std::thread::spawn(move || {
         if let Ok(reason) = vm_ended.recv() {
-            let _ = tx.send(Ended {
-                code: 137,
-                oom_killed: Some(false),
-                error: Some(format!("the container's VM stopped: {reason}")),
-            });
+            let _ = tx.send((
+                true,
+                Ended {
+                    code: 137,
+                    oom_killed: Some(false),
+                    error: Some(format!("the container's VM stopped: {reason}")),
+                },
+            ));
         }
     });
     Box::new(move || {
-        rx.recv().unwrap_or(Ended {
+        let vanished = || Ended {
             code: 137,
             oom_killed: Some(false),
             error: Some("the container's watchers vanished".into()),
-        })
+        };
+        match rx.recv() {
+            // A guest that dies (a kernel panic) drops the agent's
+            // connection a moment before the VM's end is known; the VM's
+            // reason is the one worth reporting.
+            Ok((false, lost)) if lost.error.is_some() => {
+                match rx.recv_timeout(Duration::from_secs(2)) {
+                    Ok((true, vm)) => vm,
+                    _ => lost,
+                }
+            }
+            Ok((_, ended)) => ended,
+            Err(_) => vanished(),
+        }
     })
 }

@@ -48,6 +48,10 @@ pub struct ContainerFlags {
     /// Mount the container's root filesystem read-only
     #[arg(long)]
     read_only: bool,
+    /// Every capability, no seccomp filter, no masked paths, all devices
+    /// (at --isolation=vm this power ends at the guest kernel)
+    #[arg(long)]
+    privileged: bool,
     /// Memory limit (e.g. 64m, 1g)
     #[arg(short = 'm', long)]
     memory: Option<String>,
@@ -136,6 +140,7 @@ impl ContainerFlags {
                 .map(|t| Tmpfs::parse(t))
                 .collect::<Result<_, _>>()
                 .map_err(anyhow::Error::msg)?,
+            privileged: self.privileged,
             isolation,
         };
         Ok(CreateRequest {
