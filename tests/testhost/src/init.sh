@@ -3,7 +3,7 @@
 # isola-testhost builds. It loads the modules in /modules/order (and, in parallel,
 # /modules/order.kvm), mounts the host's / (9p, read-only) under a tmpfs overlay as the new
 # root with the read-write shares over it, checks /dev/kvm, and runs the command described
-# by the run spec that QEMU hands over through fw_cfg, chrooted into that root.
+# by the run spec that QEMU hands over through fw_cfg, with that root as its own "/".
 #
 # Channels to the host (virtio-serial ports, found by name):
 #   org.isola.testhost.ctl     heartbeat lines ("hb") and the markers
@@ -137,13 +137,19 @@ log "kvm modules loaded at $(uptime_s)s"
 log "ready at $(uptime_s)s; running the command"
 ctl_send ISOLA-TESTHOST-READY
 
+# The command gets a mount namespace of its own whose "/" is the overlay moved
+# over the initramfs (what switch_root does), not a chroot of it: a process that
+# joins a mount namespace (setns, as `exec` into a container does) starts at
+# the top mount on the namespace's "/", which a plain chroot would leave the
+# initramfs.
+enter='cd /newroot && mount --move . / && exec chroot . /usr/bin/env -i -C "$0" -- "$@"'
 if [ "$th_mode" = shell ]; then
-	setsid -c chroot $r /usr/bin/env -i -C "$th_cwd" -- "$@" <>/dev/ttyS0 >&0 2>&0 3>&-
+	setsid -c unshare -m sh -c "$enter" "$th_cwd" "$@" <>/dev/ttyS0 >&0 2>&0 3>&-
 else
 	# The redirections happen in the child shell, which then becomes the command: if the
 	# command dies of a signal, our "Killed" note goes to the console, not its stderr.
 	sh -c 'exec <"/dev/null" >"$1" 2>"$2" 3>&-; shift 2; exec "$@"' sh "$out" "$err" \
-		chroot $r /usr/bin/env -i -C "$th_cwd" -- "$@"
+		unshare -m sh -c "$enter" "$th_cwd" "$@"
 fi
 status=$?
 log "command exited with $status at $(uptime_s)s"
