@@ -1,6 +1,6 @@
 //! The contract between a virtio device and its transport.
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use virtio_queue::Queue;
 use vm_memory::GuestMemoryMmap;
@@ -14,6 +14,10 @@ pub const INT_CONFIG: u32 = 2;
 pub struct Interrupt {
     status: AtomicU32,
     irqfd: EventFd,
+    /// Set for devices whose backend injects the interrupt itself through
+    /// the irqfd (vhost-user): the status then always shows "used buffers",
+    /// so the driver looks at its rings on every interrupt.
+    backend_signals: AtomicBool,
 }
 
 impl Interrupt {
@@ -21,7 +25,17 @@ impl Interrupt {
         Self {
             status: AtomicU32::new(0),
             irqfd,
+            backend_signals: AtomicBool::new(false),
         }
+    }
+
+    /// The irqfd, for a backend to signal used buffers on directly.
+    pub fn irqfd(&self) -> &EventFd {
+        &self.irqfd
+    }
+
+    pub fn set_backend_signals(&self, on: bool) {
+        self.backend_signals.store(on, Ordering::SeqCst);
     }
 
     pub fn signal_used_queue(&self) {
@@ -40,7 +54,12 @@ impl Interrupt {
     }
 
     pub fn status(&self) -> u32 {
-        self.status.load(Ordering::SeqCst)
+        let vring = if self.backend_signals.load(Ordering::SeqCst) {
+            INT_VRING
+        } else {
+            0
+        };
+        self.status.load(Ordering::SeqCst) | vring
     }
 
     pub fn ack(&self, bits: u32) {

@@ -8,12 +8,10 @@ use vhost::vhost_user::{Frontend, VhostUserFrontend};
 use vhost::{VhostBackend, VhostUserMemoryRegionInfo, VringConfigData};
 use virtio_queue::QueueT;
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap};
-use vmm_sys_util::epoll::{ControlOperation, Epoll, EpollEvent, EventSet};
 use vmm_sys_util::eventfd::EventFd;
 
 use super::TAG_LEN;
 use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
-use crate::virtio::worker::Worker;
 use crate::virtio::{VirtioDevice, DEVICE_ID_FS, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 
 /// One high-priority queue (FORGET, INTERRUPT) and one request queue.
@@ -41,8 +39,6 @@ pub enum FsError {
     Memory(vhost::Error),
     #[error("virtio-fs ring at {0:#x} is outside guest memory")]
     RingAddress(u64),
-    #[error("cannot create an eventfd: {0}")]
-    EventFd(std::io::Error),
 }
 
 fn backend(what: &'static str) -> impl FnOnce(vhost::Error) -> FsError {
@@ -57,9 +53,6 @@ pub struct VhostUserFs {
     /// start disabled and must be enabled).
     protocol_features: bool,
     config: [u8; TAG_LEN + 4],
-    /// The backend signals these when it has used buffers.
-    calls: Vec<EventFd>,
-    relay: Option<Worker<()>>,
 }
 
 impl VhostUserFs {
@@ -104,16 +97,11 @@ impl VhostUserFs {
         let mut config = [0u8; TAG_LEN + 4];
         config[..tag.len()].copy_from_slice(tag.as_bytes());
         config[TAG_LEN..].copy_from_slice(&1u32.to_le_bytes());
-        let calls = (0..NUM_QUEUES)
-            .map(|_| EventFd::new(libc::EFD_NONBLOCK).map_err(FsError::EventFd))
-            .collect::<Result<_, _>>()?;
         Ok(Self {
             frontend,
             offered: features & PASSED_FEATURES,
             protocol_features,
             config,
-            calls,
-            relay: None,
         })
     }
 
@@ -122,6 +110,7 @@ impl VhostUserFs {
         mem: &GuestMemoryMmap,
         queues: &[ActiveQueue],
         acked: u64,
+        call: &EventFd,
     ) -> Result<(), FsError> {
         let mut features = acked & self.offered;
         if self.protocol_features {
@@ -157,7 +146,7 @@ impl VhostUserFs {
                 .set_vring_base(i, 0)
                 .map_err(backend("SET_VRING_BASE"))?;
             self.frontend
-                .set_vring_call(i, &self.calls[i])
+                .set_vring_call(i, call)
                 .map_err(backend("SET_VRING_CALL"))?;
             self.frontend
                 .set_vring_kick(i, &q.kick)
@@ -202,84 +191,20 @@ impl VirtioDevice for VhostUserFs {
                 got: queues.len(),
             });
         }
-        self.start_rings(&mem, &queues, acked_features)
+        // virtiofsd signals the guest through KVM's irqfd itself: no
+        // thread of ours between a finished request and the interrupt.
+        interrupt.set_backend_signals(true);
+        self.start_rings(&mem, &queues, acked_features, interrupt.irqfd())
             .map_err(|e| ActivateError::Worker(std::io::Error::other(e.to_string())))?;
-        let calls = self
-            .calls
-            .iter()
-            .map(EventFd::try_clone)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(ActivateError::Worker)?;
-        self.relay = Some(Worker::spawn("virtio-fs", move |stop| {
-            relay_calls(&stop, &calls, &interrupt)
-        })?);
         Ok(())
     }
 
     fn reset(&mut self) {
-        if let Some(w) = self.relay.take() {
-            w.stop();
-        }
         for i in 0..NUM_QUEUES {
             // GET_VRING_BASE stops the ring in the backend.
             if let Err(e) = self.frontend.get_vring_base(i) {
                 tracing::debug!(queue = i, "virtio-fs backend did not stop the ring: {e}");
             }
-        }
-    }
-}
-
-/// Turn the backend's call eventfds into the transport's interrupt, which
-/// also sets the status bit the guest driver reads before it looks at the
-/// rings (an irqfd alone would leave that bit clear).
-fn relay_calls(stop: &EventFd, calls: &[EventFd], interrupt: &Interrupt) {
-    let epoll = match Epoll::new() {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!("virtio-fs: cannot create epoll: {e}");
-            return;
-        }
-    };
-    let stop_token = calls.len() as u64;
-    let mut fds: Vec<(i32, u64)> = calls
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (std::os::fd::AsRawFd::as_raw_fd(c), i as u64))
-        .collect();
-    fds.push((std::os::fd::AsRawFd::as_raw_fd(stop), stop_token));
-    for (fd, token) in fds {
-        if let Err(e) = epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(EventSet::IN, token),
-        ) {
-            tracing::error!("virtio-fs: cannot watch an eventfd: {e}");
-            return;
-        }
-    }
-    let mut events = vec![EpollEvent::default(); calls.len() + 1];
-    loop {
-        let n = match epoll.wait(-1, &mut events) {
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => {
-                tracing::error!("virtio-fs: epoll failed: {e}");
-                return;
-            }
-        };
-        let mut used = false;
-        for ev in &events[..n] {
-            let token = ev.data();
-            if token == stop_token {
-                return;
-            }
-            if let Some(c) = calls.get(token as usize) {
-                let _ = c.read();
-                used = true;
-            }
-        }
-        if used {
-            interrupt.signal_used_queue();
         }
     }
 }
