@@ -53,7 +53,7 @@ print(f"### Volume I/O: virtio-fs (vm) beside a bind mount (process), in the tes
 print()
 print("| operation | process ms | vm ms | vm / process | target |")
 print("|---|---|---|---|---|")
-names = {"write": "dd 64 MiB write + fsync", "read": "dd 64 MiB read", "small": "200 small files: create, read, remove"}
+names = {"write": "dd 64 MiB write + fsync", "read": "dd 64 MiB read (cold)", "small": "200 small files: create, read, remove"}
 for op, label in names.items():
     p = r[f"{op} process"] - r["true process"]
     v = r[f"{op} vm"] - r["true vm"]
