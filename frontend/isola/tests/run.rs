@@ -335,6 +335,35 @@ fn a_terminal_through_a_real_pty() {
             "[{level}] size not propagated: {}",
             text(&out)
         );
+
+        // exec -t into a running container: a terminal of the caller's size
+        // (set just after the process starts, as docker's exec does; the
+        // second lets that land first).
+        let name = format!("tty-{level}");
+        let id = store.start_script(level, &name, "echo ready; while true; do sleep 0.1; done");
+        let cmd = format!(
+            "stty rows 21 cols 77; {} --root {} exec -t {name} sh -c 'tty; sleep 1; stty size'",
+            run_support::ISOLA,
+            store.path().display()
+        );
+        let out = Command::new("script")
+            .args(["-qec", &cmd, "/dev/null"])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let s = stdout(&out);
+        assert!(
+            s.contains("/dev/pts/"),
+            "[{level}] exec -t: no terminal: {}",
+            text(&out)
+        );
+        assert!(
+            s.contains("21 77"),
+            "[{level}] exec -t: size not propagated: {}",
+            text(&out)
+        );
+        store.ok(&["rm", "-f", &name]);
+        store.assert_gone(&id);
     }
     store.assert_empty();
 }

@@ -27,6 +27,8 @@ pub struct ExecRequest {
     pub user: Option<String>,
     pub workdir: Option<String>,
     pub tty: bool,
+    /// The caller's terminal size (rows, cols), for a process with a tty.
+    pub size: Option<(u16, u16)>,
 }
 
 /// A started exec process (the caller's child, or a process in the
@@ -81,7 +83,7 @@ impl Host {
         process["env"] = serde_json::json!(env);
 
         if record.isolation == "vm" {
-            return self.exec_vm(&paths.dir, id, &process, request.tty);
+            return self.exec_vm(&paths.dir, id, &process, request.tty, request.size);
         }
         let tag = format!("exec-{}", std::process::id());
         let process_path = paths.dir.join(format!("{tag}.json"));
@@ -128,6 +130,16 @@ impl Host {
         let _ = std::fs::remove_file(&process_path);
         let _ = std::fs::remove_file(&console_path);
         result
+    }
+
+    /// For a process in a VM with a terminal: how to resize that terminal
+    /// (the local `terminal` end is only a socket). `None` elsewhere: there
+    /// the caller resizes the master it holds.
+    pub fn exec_resizer(
+        &self,
+        process: &mut ExecProcess,
+    ) -> Option<Box<dyn FnMut(u16, u16) + Send>> {
+        process.vm.as_mut().and_then(|vm| vm.resizer())
     }
 
     /// Waits for an exec process; its status in docker's numbers.

@@ -26,6 +26,9 @@ use crate::vm::{connect_agent, AgentConn};
 pub(crate) struct VmExec {
     key: ProcessKey,
     waiter: Waiter,
+    /// The container's directory, to reach the agent with terminal
+    /// resizes; only with a terminal.
+    resize_dir: Option<std::path::PathBuf>,
     /// Copies of the process's output; joined before its status is
     /// returned, so no output is lost.
     outputs: Vec<JoinHandle<()>>,
@@ -48,6 +51,7 @@ impl Host {
         id: &ContainerId,
         process: &Value,
         tty: bool,
+        size: Option<(u16, u16)>,
     ) -> Result<ExecProcess> {
         let exec_id = format!(
             "{}-{}",
@@ -76,6 +80,16 @@ impl Host {
             Some(open_stdio(dir, &key, StdioStream::Stderr)?)
         };
         let waiter = connect_agent(dir)?;
+        if let (true, Some((rows, cols))) = (tty, size) {
+            // Kept by the agent until the terminal exists.
+            control
+                .expect_ok(Request::ResizeTerminal {
+                    key: key.clone(),
+                    rows,
+                    cols,
+                })
+                .map_err(agent_error)?;
+        }
         control
             .expect_ok(Request::StartProcess { key: key.clone() })
             .map_err(agent_error)?;
@@ -111,6 +125,7 @@ impl Host {
             vm: Some(VmExec {
                 key,
                 waiter: Waiter(waiter),
+                resize_dir: tty.then(|| dir.to_path_buf()),
                 outputs,
             }),
         })
@@ -118,6 +133,29 @@ impl Host {
 }
 
 impl VmExec {
+    /// A function that resizes the process's terminal (SIGWINCH), if it
+    /// has one.
+    pub(crate) fn resizer(&mut self) -> Option<Box<dyn FnMut(u16, u16) + Send>> {
+        let dir = self.resize_dir.take()?;
+        let key = self.key.clone();
+        // A connection per resize: resizes are rare, and a connection held
+        // for the process's life would be one more the agent serves.
+        Some(Box::new(move |rows, cols| {
+            let sent = connect_agent(&dir).and_then(|mut control| {
+                control
+                    .expect_ok(Request::ResizeTerminal {
+                        key: key.clone(),
+                        rows,
+                        cols,
+                    })
+                    .map_err(agent_error)
+            });
+            if let Err(e) = sent {
+                tracing::debug!("terminal resize not delivered: {e}");
+            }
+        }))
+    }
+
     pub(crate) fn wait(mut self) -> Result<i32> {
         let reply = self
             .waiter

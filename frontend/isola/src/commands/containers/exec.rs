@@ -52,6 +52,7 @@ pub fn run(host: &Host, args: ExecArgs) -> Result<i32> {
         user: args.user.clone(),
         workdir: args.workdir.clone(),
         tty: args.tty,
+        size: if args.tty { terminal::size() } else { None },
     };
     let mut process = match host.exec(&id, &request) {
         Ok(p) => p,
@@ -60,10 +61,15 @@ pub fn run(host: &Host, args: ExecArgs) -> Result<i32> {
     if let Some(master) = process.terminal.take() {
         let _raw = RawMode::enable();
         let master = File::from(master);
-        if let Some((rows, cols)) = terminal::size() {
-            resize(&master, rows, cols);
-        }
-        proxy_terminal(master, args.interactive);
+        // At the vm level the terminal is in the guest: resizes go there.
+        let resizer: Box<dyn FnMut(u16, u16) + Send> = match host.exec_resizer(&mut process) {
+            Some(r) => r,
+            None => {
+                let sized = master.try_clone()?;
+                Box::new(move |rows, cols| resize(&sized, rows, cols))
+            }
+        };
+        proxy_terminal(master, args.interactive, resizer);
         return Ok(host.wait_exec(&mut process)?);
     }
     Ok(host.wait_exec(&mut process)?)
@@ -81,7 +87,10 @@ fn resize(master: &File, rows: u16, cols: u16) {
 
 /// Copies the user's keystrokes to the terminal and its output back, until
 /// the process closes its side.
-fn proxy_terminal(master: File, interactive: bool) {
+fn proxy_terminal(master: File, interactive: bool, mut resizer: Box<dyn FnMut(u16, u16) + Send>) {
+    if let Some((rows, cols)) = terminal::size() {
+        resizer(rows, cols);
+    }
     if interactive {
         if let Ok(mut input) = master.try_clone() {
             std::thread::spawn(move || {
@@ -95,11 +104,11 @@ fn proxy_terminal(master: File, interactive: bool) {
             });
         }
     }
-    if let (Ok(mut signals), Ok(sized)) = (Signals::new([SIGWINCH]), master.try_clone()) {
+    if let Ok(mut signals) = Signals::new([SIGWINCH]) {
         std::thread::spawn(move || {
             for _ in signals.forever() {
                 if let Some((rows, cols)) = terminal::size() {
-                    resize(&sized, rows, cols);
+                    resizer(rows, cols);
                 }
             }
         });
