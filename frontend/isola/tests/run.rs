@@ -755,6 +755,8 @@ fn rm_leaves_nothing_behind() {
 #[test]
 fn a_killed_supervisor_is_detected_and_cleaned_up() {
     let store = Store::new();
+    let volume = tempfile::tempdir().unwrap();
+    let bind = format!("{}:/data", volume.path().display());
     for level in levels() {
         let name = format!("orphan-{level}");
         let id = store.ok(&[
@@ -764,6 +766,8 @@ fn a_killed_supervisor_is_detected_and_cleaned_up() {
             level,
             "--name",
             &name,
+            "-v",
+            &bind,
             "busybox",
             "sleep",
             "600",
@@ -797,6 +801,9 @@ fn a_killed_supervisor_is_detected_and_cleaned_up() {
         );
         store.ok(&["rm", &name]);
         store.assert_gone(&id);
+        // The volume's file server (virtiofsd at the vm level) goes with
+        // the VMM it served.
+        wait_for(|| processes_mentioning(volume.path().to_str().unwrap()).is_empty());
     }
 }
 
