@@ -31,6 +31,8 @@ const BOOT_ATTEMPTS: u32 = 3;
 /// Why one boot failed.
 enum BootError {
     EarlyReset,
+    /// The agent did not announce itself in time.
+    Silent,
     Other(Error),
 }
 
@@ -89,6 +91,21 @@ impl Sandbox {
                 Err(BootError::EarlyReset) => {
                     return Err(Error::Vm(format!(
                         "the guest reset during boot {BOOT_ATTEMPTS} times in a row"
+                    )))
+                }
+                // Likewise a guest whose agent never announced itself (seen
+                // once among ten nested guests booting at once); one more try.
+                Err(BootError::Silent) if attempt < 2 => {
+                    tracing::warn!(
+                        "the guest agent did not come up within {} s (attempt {attempt}); booting again",
+                        BOOT_TIMEOUT.as_secs()
+                    );
+                    attempt += 1;
+                }
+                Err(BootError::Silent) => {
+                    return Err(Error::Vm(format!(
+                        "the guest agent did not come up within {} s",
+                        BOOT_TIMEOUT.as_secs()
                     )))
                 }
                 Err(BootError::Other(e)) => return Err(e),
@@ -192,10 +209,7 @@ impl Sandbox {
                 None => {}
             }
             if Instant::now() >= deadline {
-                return Err(BootError::Other(Error::Vm(format!(
-                    "the guest agent did not come up within {} s",
-                    BOOT_TIMEOUT.as_secs()
-                ))));
+                return Err(BootError::Silent);
             }
             let mut fds = [PollFd::new(ready, PollFlags::IN)];
             let tick = Timespec {
