@@ -390,6 +390,10 @@ fn hundred_vsock_streams_one_moving_64_mib() -> TestResult {
         big.join().map_err(|_| "hash thread panicked")??;
         Ok(())
     })
+    .map_err(|e| {
+        let why = e.message().unwrap_or("failed").to_owned();
+        format!("{why}\nguest console:\n{}", g.console_text()).into()
+    })
 }
 
 fn guest_connects_to_the_host() -> TestResult {

@@ -12,6 +12,9 @@ use isola_vmm::virtio::vsock::host as vsock_host;
 /// runs the guests under nested, emulated virtualization.
 pub const BOOT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// How long one read or write on a guest stream may block.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// A fresh scratch directory inside the work tree (visible in the test
 /// host at the same path).
 pub fn scratch_dir(name: &str) -> PathBuf {
@@ -109,9 +112,13 @@ impl Guest {
         }
     }
 
-    /// A stream to guest port `port` through the VMM's vsock bridge.
+    /// A stream to guest port `port` through the VMM's vsock bridge. Reads
+    /// and writes both time out, so a stalled guest fails a test instead of
+    /// hanging it.
     pub fn connect(&self, port: u32) -> std::io::Result<UnixStream> {
-        vsock_host::connect(&self.uds, port, Duration::from_secs(300))
+        let s = vsock_host::connect(&self.uds, port, STREAM_TIMEOUT)?;
+        s.set_write_timeout(Some(STREAM_TIMEOUT))?;
+        Ok(s)
     }
 
     pub fn try_client(&self) -> std::io::Result<AgentClient<UnixStream>> {

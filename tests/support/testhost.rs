@@ -5,6 +5,11 @@ use std::process::Command;
 
 use isola_vmm::host_check::{kvm_capability, KvmCapability};
 
+/// The longest one test binary may run in the test host (the slowest, the
+/// vm-level `isola run` suite, takes about 6 minutes): a hung test fails
+/// here with the console's tail instead of eating CI's 90 minutes.
+const TIME_LIMIT_SECS: u64 = 1800;
+
 /// Set by `isola-testhost` inside the test host.
 pub const IN_TESTHOST_ENV: &str = "ISOLA_IN_TESTHOST";
 
@@ -47,6 +52,8 @@ pub fn run_where(here_ok: impl Fn() -> Result<(), String>, what: &str) {
         args.push("--test-threads=1".into());
     }
     let status = Command::new(crate::bin("isola-testhost"))
+        .arg("--time-limit")
+        .arg(TIME_LIMIT_SECS.to_string())
         .arg("--")
         .arg(exe)
         .args(&args)

@@ -60,6 +60,12 @@ fn a_guest_kernel_panic_ends_only_its_container() {
         "echo 2 > /proc/sys/vm/panic_on_oom && tail /dev/zero",
     ]);
     assert_eq!(out.status.code(), Some(137), "{}", text(&out));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("isola: the container's VM stopped: guest kernel panicked"),
+        "the CLI says why: {}",
+        text(&out)
+    );
     let inspect: serde_json::Value = serde_json::from_str(&store.ok(&["inspect", "boom"])).unwrap();
     let error = inspect[0]["State"]["Error"].as_str().unwrap_or_default();
     assert!(error.contains("panicked"), "the reason is given: {inspect}");
@@ -1036,7 +1042,9 @@ fn the_same_suite_at_the_vm_level() {
             let testhost =
                 std::path::Path::new(run_support::ISOLA).with_file_name("isola-testhost");
             let mut c = Command::new(testhost);
-            c.args(["--mem", "6144", "-e"])
+            // A hung test fails with the console's tail instead of eating
+            // CI's whole budget (the suite takes about 6 minutes).
+            c.args(["--mem", "6144", "--time-limit", "2400", "-e"])
                 .arg(format!("{}=vm", run_support::LEVELS_ENV))
                 .arg("--")
                 .arg(&exe);

@@ -29,6 +29,9 @@ pub enum Frame {
     /// supervisor → CLI: the container's exit status (docker's numbers:
     /// the code, or 128 + signal), sent after clean-up.
     Exit(i32),
+    /// supervisor → CLI: why the container ended abnormally (its VM died,
+    /// the agent was lost), sent just before `Exit`.
+    Failure(String),
 }
 
 const STDIN: u8 = 0;
@@ -38,6 +41,7 @@ const READY: u8 = 3;
 const STDOUT: u8 = 10;
 const STDERR: u8 = 11;
 const EXIT: u8 = 12;
+const FAILURE: u8 = 13;
 
 impl Frame {
     /// Writes the frame as one buffer (one write, so concurrent writers on
@@ -53,6 +57,7 @@ impl Frame {
             Frame::Stdout(b) => (STDOUT, b.clone()),
             Frame::Stderr(b) => (STDERR, b.clone()),
             Frame::Exit(code) => (EXIT, code.to_be_bytes().to_vec()),
+            Frame::Failure(why) => (FAILURE, why.as_bytes().to_vec()),
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(io::Error::new(
@@ -114,6 +119,7 @@ impl Frame {
                     payload[0], payload[1], payload[2], payload[3],
                 ]))
             }
+            FAILURE => Frame::Failure(String::from_utf8_lossy(&payload).into_owned()),
             other => return Err(invalid(format!("unknown attach frame kind {other}"))),
         }))
     }
@@ -140,6 +146,7 @@ mod tests {
             Frame::Stdout(vec![0; MAX_PAYLOAD]),
             Frame::Stderr(Vec::new()),
             Frame::Exit(137),
+            Frame::Failure("the container's VM stopped".into()),
         ];
         let mut wire = Vec::new();
         for f in &frames {

@@ -157,10 +157,19 @@ pub fn run(opts: &SupervisorOptions, mut report: File) -> Result<i32> {
         ended.oom_killed = Some(oom::was_oom_killed(&session.cgroups_path));
     }
     let code = finish(opts, &store, &runner, &ended)?;
-    for mut client in outcome.clients {
+    tell_clients(outcome.clients, code, &ended);
+    Ok(code)
+}
+
+/// The attached CLIs learn the exit status, and first why the container
+/// ended if that was not its own doing (so `run --rm` can say it).
+pub(crate) fn tell_clients(clients: Vec<UnixStream>, code: i32, ended: &pump::Ended) {
+    for mut client in clients {
+        if let Some(why) = &ended.error {
+            let _ = Frame::Failure(why.clone()).write_to(&mut client);
+        }
         let _ = Frame::Exit(code).write_to(&mut client);
     }
-    Ok(code)
 }
 
 /// The supervisor's view of a created container.

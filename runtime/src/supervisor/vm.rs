@@ -18,7 +18,9 @@ use isola_protocol::{ProcessKey, Request, Response, StdioStream};
 
 use super::pump::{self, Ended};
 use super::stdio::HostEnds;
-use super::{bind_attach_and_record, finish, wait_for_attach, Frame, Session, SupervisorOptions};
+use super::{
+    bind_attach_and_record, finish, tell_clients, wait_for_attach, Session, SupervisorOptions,
+};
 use crate::error::{Error, Result};
 use crate::paths::ContainerPaths;
 use crate::state::{ContainerRecord, ContainerStatus, StateStore};
@@ -125,9 +127,7 @@ pub(super) fn run(
     let outcome = pump::run(&mut session, listener, first_client, paths, exit, resize)?;
     sandbox.stop();
     let code = finish(opts, store, runner, &outcome.ended)?;
-    for mut client in outcome.clients {
-        let _ = Frame::Exit(code).write_to(&mut client);
-    }
+    tell_clients(outcome.clients, code, &outcome.ended);
     Ok(code)
 }
 

@@ -11,7 +11,7 @@ use isola_testhost::{assets, Options, EXIT_FAILURE};
 
 /// Run a command in the isola test host: an outer Linux under QEMU TCG with emulated AMD
 /// SVM, where /dev/kvm works. Prints the command's output and exits with its status
-/// (124: the test host stalled; 125: the test host failed).
+/// (124: the test host stalled or the command ran past --time-limit; 125: the test host failed).
 #[derive(Debug, Parser)]
 #[command(name = "isola-testhost", version)]
 struct Cli {
@@ -27,6 +27,11 @@ struct Cli {
     /// least 30).
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     stall_timeout: u64,
+
+    /// Stop the command (and fail with 124) when it runs longer than this
+    /// many seconds; no limit by default.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    time_limit: Option<u64>,
 
     /// Run the command again, from a fresh boot, this many times when the
     /// test host itself fails (its kernel panics, QEMU dies, it stalls):
@@ -135,6 +140,7 @@ fn main() {
         cpus: cli.cpus,
         mem_mib: cli.mem,
         stall_timeout: Duration::from_secs(cli.stall_timeout),
+        time_limit: cli.time_limit.map(Duration::from_secs),
         keep_console: cli.keep_console,
         mode: if cli.shell {
             Mode::Shell

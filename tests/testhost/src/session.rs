@@ -26,6 +26,8 @@ use crate::{initramfs, layout, signals};
 pub const EXIT_STALL: i32 = 124;
 /// Exit status when the test host itself failed (QEMU died, the guest could not set up...).
 pub const EXIT_FAILURE: i32 = 125;
+/// Exit status when the command ran past `--time-limit` (as timeout(1) says it too).
+pub const EXIT_TIMED_OUT: i32 = 124;
 
 /// How long QEMU gets to power off after the command's exit status arrived.
 const POWEROFF_GRACE: Duration = Duration::from_secs(20);
@@ -44,6 +46,9 @@ pub struct Options {
     pub cpus: u32,
     pub mem_mib: u32,
     pub stall_timeout: Duration,
+    /// The longest the command may run; past it QEMU is stopped and the
+    /// run fails (a hung test must not eat a CI run's whole budget).
+    pub time_limit: Option<Duration>,
     pub keep_console: Option<PathBuf>,
     pub mode: Mode,
     /// The command (for [`Mode::Shell`]: the shell to start, empty for the default).
@@ -69,6 +74,7 @@ enum Outcome {
     GuestError(String),
     QemuExited(ExitStatus),
     Stalled(Stall),
+    TimedOut(Duration),
     Signal(i32),
 }
 
@@ -218,7 +224,7 @@ pub fn run(opts: &Options) -> Result<Finished> {
     let (tx, rx) = mpsc::channel();
     readers.push(read_control(File::from(ctl_r), tx));
 
-    let outcome = supervise(&mut child, &rx, opts.stall_timeout, t0);
+    let outcome = supervise(&mut child, &rx, opts, t0);
     let host_failed = matches!(
         outcome,
         Outcome::GuestError(_) | Outcome::QemuExited(_) | Outcome::Stalled(_)
@@ -236,13 +242,8 @@ pub fn run(opts: &Options) -> Result<Finished> {
 
 /// Watches QEMU, the control channel, the watchdog and the signals until something ends
 /// the run.
-fn supervise(
-    child: &mut Child,
-    rx: &Receiver<Event>,
-    stall_timeout: Duration,
-    t0: Instant,
-) -> Outcome {
-    let mut dog = Watchdog::new(stall_timeout, Instant::now());
+fn supervise(child: &mut Child, rx: &Receiver<Event>, opts: &Options, t0: Instant) -> Outcome {
+    let mut dog = Watchdog::new(opts.stall_timeout, Instant::now());
     let mut control_open = true;
     loop {
         let event = if control_open {
@@ -276,6 +277,9 @@ fn supervise(
         }
         if let Some(stall) = dog.check(Instant::now()) {
             return Outcome::Stalled(stall);
+        }
+        if let Some(limit) = opts.time_limit.filter(|l| t0.elapsed() > *l) {
+            return Outcome::TimedOut(limit);
         }
     }
 }
@@ -358,6 +362,16 @@ fn finish(
                     "{what} for {:.1}s (--stall-timeout {}s); QEMU killed",
                     stall.silent_for.as_secs_f64(),
                     opts.stall_timeout.as_secs()
+                )),
+            )
+        }
+        Outcome::TimedOut(limit) => {
+            terminate(child);
+            (
+                EXIT_TIMED_OUT,
+                Some(format!(
+                    "the command ran past --time-limit {}s; QEMU stopped",
+                    limit.as_secs()
                 )),
             )
         }

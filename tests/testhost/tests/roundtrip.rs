@@ -164,3 +164,15 @@ fn a_silent_command_is_not_a_stall() {
         .expect("run isola-testhost");
     assert_eq!(status.code(), Some(0));
 }
+
+#[test]
+fn a_command_past_its_time_limit_is_stopped_with_124() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = testhost()
+        .args(["--time-limit", "5", "--", "sleep", "600"])
+        .output()
+        .expect("run isola-testhost");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(124), "stderr: {stderr}");
+    assert!(stderr.contains("--time-limit 5s"), "stderr: {stderr}");
+}

@@ -94,6 +94,7 @@ fn read_output(mut stream: UnixStream, host: &Host, id: &ContainerId) -> Result<
                 let _ = stderr.write_all(&bytes).and_then(|_| stderr.flush());
             }
             Ok(Some(Frame::Exit(code))) => return Ok(code),
+            Ok(Some(Frame::Failure(why))) => eprintln!("isola: {why}"),
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 // The supervisor went away without a status: say what the
