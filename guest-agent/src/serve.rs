@@ -19,10 +19,9 @@ use crate::service::{self, Then};
 pub trait Stream: Read + Write {
     fn shutdown_write(&self) -> io::Result<()>;
 
-    /// The connection's descriptor, for a stream handed over to a process.
-    fn into_fd(self) -> OwnedFd
-    where
-        Self: Sized;
+    /// A second descriptor for the connection, for a stream handed over to
+    /// a process (close-on-exec, like the first).
+    fn clone_fd(&self) -> io::Result<OwnedFd>;
 
     /// Wait (at most `timeout`) until what was written has left the guest.
     /// Used before powering off, so the reply is not lost with the VM.
@@ -35,8 +34,8 @@ impl Stream for UnixStream {
         self.shutdown(std::net::Shutdown::Write)
     }
 
-    fn into_fd(self) -> OwnedFd {
-        OwnedFd::from(self)
+    fn clone_fd(&self) -> io::Result<OwnedFd> {
+        self.try_clone().map(OwnedFd::from)
     }
 }
 
@@ -72,11 +71,27 @@ pub fn serve<S: Stream>(mut stream: S, power: &dyn Power) -> Result<(), ConnErro
             Ok(None) => return Ok(()),
             Err(e) => return Err(e),
         };
-        let (id, outcome) = match request {
+        let (id, mut outcome) = match request {
             Ok(req) => (id, service::handle(req)),
             Err(message) => (id, service::error(message).into()),
         };
-        send(&mut stream, id, outcome.reply)?;
+        if let Then::Attach(key, which) = &outcome.then {
+            // The stream joins its process *before* the host hears `Ok`:
+            // the host starts the process once every stream is attached,
+            // and a stream attached after that start would never reach the
+            // process, nor ever close (seen: an exec whose stderr never
+            // ended).
+            match stream.clone_fd() {
+                Ok(fd) => crate::container::attach(key, *which, fd),
+                Err(e) => outcome = service::error(format!("dup: {e}")).into(),
+            }
+        }
+        if let Err(e) = send(&mut stream, id, outcome.reply) {
+            if let Then::Attach(key, which) = &outcome.then {
+                crate::container::detach(key, *which);
+            }
+            return Err(e);
+        }
         match outcome.then {
             Then::Continue => {}
             Then::HashStream(len) => {
@@ -90,11 +105,9 @@ pub fn serve<S: Stream>(mut stream: S, power: &dyn Power) -> Result<(), ConnErro
                 // Our side is closed: nothing more can be answered here.
                 return Ok(());
             }
-            Then::Attach(key, which) => {
-                // From here on the connection is the process's stream.
-                crate::container::attach(&key, which, stream.into_fd());
-                return Ok(());
-            }
+            // From here on the connection is the process's stream; the
+            // process's table entry holds it.
+            Then::Attach(..) => return Ok(()),
             Then::PowerOff => {
                 stream.wait_sent(REPLY_DRAIN_TIMEOUT);
                 power.power_off();

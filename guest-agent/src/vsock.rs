@@ -152,8 +152,9 @@ impl Stream for VsockStream {
         Ok(())
     }
 
-    fn into_fd(self) -> OwnedFd {
-        self.fd
+    fn clone_fd(&self) -> io::Result<OwnedFd> {
+        // F_DUPFD_CLOEXEC: no child the agent starts may inherit it.
+        self.fd.try_clone()
     }
 
     /// SIOCOUTQ on a virtio-vsock socket counts the bytes the device (the

@@ -55,6 +55,17 @@ struct Process {
     exit: Option<(i32, bool)>,
 }
 
+impl Process {
+    /// Where an attached stream waits for the process's start.
+    fn stream_slot(&mut self, stream: StdioStream) -> &mut Option<OwnedFd> {
+        match stream {
+            StdioStream::Stdin => &mut self.stdin,
+            StdioStream::Stdout => &mut self.stdout,
+            StdioStream::Stderr => &mut self.stderr,
+        }
+    }
+}
+
 static TABLE: Mutex<Option<HashMap<ProcessKey, Process>>> = Mutex::new(None);
 
 fn table() -> MutexGuard<'static, Option<HashMap<ProcessKey, Process>>> {
@@ -133,8 +144,16 @@ pub fn create_container(
     }
     let dir = bundle::prepare(id, spec, image_device, scratch_device, files, volumes)?;
     let mut argv = runner_base();
+    // Without a terminal, one runner process creates and starts (`run
+    // --detach`): every exec of the runner costs a guest a few hundred
+    // milliseconds under nested virtualization. With one, the size must
+    // be set between `create` and `start` (see `launched`).
+    argv.push(if terminal { "create" } else { "run" }.into());
+    if !terminal {
+        argv.push("--detach".into());
+    }
     // The guest's root is the initramfs, which pivot_root cannot leave.
-    argv.extend(["create", "--no-pivot", "--pid-file"].map(String::from));
+    argv.extend(["--no-pivot", "--pid-file"].map(String::from));
     argv.push(pid_file(&dir, &init_key(id)).to_string_lossy().into_owned());
     argv.push("--bundle".into());
     argv.push(dir.to_string_lossy().into_owned());
@@ -192,33 +211,37 @@ pub fn create_exec(
 /// Checks an `AttachStdio` before its `Ok` is sent.
 pub fn check_attach(key: &ProcessKey, stream: StdioStream) -> Result<(), String> {
     with_table(|t| {
-        let p = t.get(key).ok_or_else(|| format!("no process {key:?}"))?;
+        let p = t.get_mut(key).ok_or_else(|| format!("no process {key:?}"))?;
         if p.pid.is_some() {
             return Err("the process has already started".into());
         }
-        let slot = match stream {
-            StdioStream::Stdin => &p.stdin,
-            StdioStream::Stdout => &p.stdout,
-            StdioStream::Stderr => &p.stderr,
-        };
-        if slot.is_some() {
+        if p.stream_slot(stream).is_some() {
             return Err(format!("{stream:?} is already attached"));
         }
         Ok(())
     })
 }
 
-/// Takes over the connection of an accepted `AttachStdio`.
+/// Takes over the connection of an accepted `AttachStdio`, before its `Ok`
+/// is sent.
 pub fn attach(key: &ProcessKey, stream: StdioStream, fd: OwnedFd) {
     with_table(|t| {
         if let Some(p) = t.get_mut(key) {
             if p.pid.is_none() {
-                let slot = match stream {
-                    StdioStream::Stdin => &mut p.stdin,
-                    StdioStream::Stdout => &mut p.stdout,
-                    StdioStream::Stderr => &mut p.stderr,
-                };
+                let slot = p.stream_slot(stream);
                 *slot = Some(fd);
+            }
+        }
+    });
+}
+
+/// Undoes an [`attach`] whose `Ok` never reached the host.
+pub fn detach(key: &ProcessKey, stream: StdioStream) {
+    with_table(|t| {
+        if let Some(p) = t.get_mut(key) {
+            if p.pid.is_none() {
+                let slot = p.stream_slot(stream);
+                *slot = None;
             }
         }
     });
@@ -273,9 +296,10 @@ pub fn start(key: &ProcessKey) -> Result<Response, String> {
     Ok(Response::Ok)
 }
 
-/// The runner's `create` or `exec --detach` has been spawned: waits for it,
-/// adopts the process it left (ours once the runner exits), and for a
-/// container starts it.
+/// The runner's `run --detach`, `create` (a container with a terminal) or
+/// `exec --detach` has been spawned: waits for it, adopts the process it
+/// left (ours once the runner exits), and after a `create` sizes the
+/// terminal and starts the container.
 fn launched(
     key: &ProcessKey,
     dir: &std::path::Path,
@@ -298,13 +322,16 @@ fn launched(
         .filter(|p| *p > 0)
         .ok_or_else(|| format!("the runner left no pid in {}", file.display()))?;
     let (notify_r, notify_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
-    // Before `start`: the init cannot have ended yet, so no status is lost.
+    // A process that already ended (a detached one) is found among the
+    // reaped orphans, so no status is lost either way.
     children.adopt(pid, notify_w);
-    if let Some(ready) = runner.terminal_ready {
-        // The program must start on a terminal of the right size.
-        if ready.recv_timeout(TERMINAL_TIMEOUT).is_err() {
-            tracing::warn!(?key, "the terminal did not arrive in time");
-        }
+    let Some(ready) = runner.terminal_ready else {
+        // No terminal: `run --detach` (or `exec --detach`) started it.
+        return Ok((pid, notify_r));
+    };
+    // The program must start on a terminal of the right size.
+    if ready.recv_timeout(TERMINAL_TIMEOUT).is_err() {
+        tracing::warn!(?key, "the terminal did not arrive in time");
     }
     if key.exec_id.is_none() {
         if let Err(e) = run_runner(&["start", &key.id]) {

@@ -164,9 +164,11 @@ impl VmExec {
                 key: self.key.clone(),
             })
             .map_err(agent_error)?;
+        tracing::debug!(?reply, "the agent says the process ended");
         for output in self.outputs.drain(..) {
             let _ = output.join();
         }
+        tracing::debug!("its output streams ended");
         match reply {
             Response::Exited { code, .. } => Ok(code),
             other => Err(Error::Vm(format!(
