@@ -75,6 +75,9 @@ pub fn run_vsock(port: u32, power: Arc<dyn Power>, announce: bool) -> ! {
     }
 }
 
+/// How long a timed-out readiness announcement is retried.
+const READY_RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Connect to the host's [`AGENT_READY_PORT`] and write [`READY_LINE`], so a
 /// host waiting for the agent learns it is up without polling the booting
 /// guest. From a thread of its own: the connect can take up to the vsock
@@ -82,8 +85,23 @@ pub fn run_vsock(port: u32, power: Arc<dyn Power>, announce: bool) -> ! {
 /// normal (a host that does not care), hence only a debug line.
 fn announce_ready() {
     let spawned = std::thread::Builder::new().name("ready".into()).spawn(|| {
-        let sent = VsockStream::connect(HOST_CID, AGENT_READY_PORT)
-            .and_then(|mut conn| conn.write_all(READY_LINE));
+        // The guest kernel gives up on a connect after 2 s. A host busy
+        // booting ten guests on two cores can take longer than that to
+        // answer, and a lost announcement would leave it waiting for a
+        // guest that is up; so a timed-out connect is tried again, for
+        // about as long as a host waits.
+        let deadline = std::time::Instant::now() + READY_RETRY_FOR;
+        let sent = loop {
+            match VsockStream::connect(HOST_CID, AGENT_READY_PORT) {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::TimedOut
+                        && std::time::Instant::now() < deadline =>
+                {
+                    tracing::debug!("announcing readiness: {e}; trying again");
+                }
+                other => break other.and_then(|mut conn| conn.write_all(READY_LINE)),
+            }
+        };
         match sent {
             Ok(()) => tracing::debug!("announced readiness on host port {AGENT_READY_PORT}"),
             Err(e) => {
