@@ -60,6 +60,9 @@ pub struct Muxer {
     control: VecDeque<Control>,
     rx_ready: VecDeque<Key>,
     rx_queued: HashSet<Key>,
+    /// Connections with a CREDIT_UPDATE waiting in `control`: one is
+    /// enough, as it carries our counters when it is sent, not when queued.
+    credit_queued: HashSet<Key>,
     next_local_port: u32,
     scratch: Vec<u8>,
 }
@@ -132,6 +135,7 @@ impl Muxer {
             control: VecDeque::new(),
             rx_ready: VecDeque::new(),
             rx_queued: HashSet::new(),
+            credit_queued: HashSet::new(),
             next_local_port: FIRST_LOCAL_PORT,
             scratch: vec![0u8; super::packet::MAX_PAYLOAD],
         })
@@ -316,16 +320,29 @@ impl Muxer {
         }
     }
 
+    fn pop_control(&mut self) -> Option<Control> {
+        let ctl = self.control.pop_front()?;
+        if ctl.op == OP_CREDIT_UPDATE {
+            self.credit_queued.remove(&ctl.key);
+        }
+        Some(ctl)
+    }
+
     fn push_control(&mut self, key: Key, op: u16, flags: u32) {
+        if op == OP_CREDIT_UPDATE && !self.credit_queued.insert(key) {
+            return;
+        }
         self.control.push_back(Control { key, op, flags });
     }
 
     fn remove(&mut self, key: Key) {
+        tracing::trace!(port = key.0, "vsock: connection removed");
         if let Some(c) = self.conns.remove(&key) {
             self.by_fd.remove(&c.stream.as_raw_fd());
             // Closing the fd removes it from the epoll set.
         }
         self.rx_queued.remove(&key);
+        self.credit_queued.remove(&key);
     }
 
     /// Reset a connection: tell the guest and forget it.
@@ -404,6 +421,7 @@ impl Muxer {
             (OP_CREDIT_UPDATE, _) => self.enqueue_rx(key),
             (OP_CREDIT_REQUEST, _) => self.push_control(key, OP_CREDIT_UPDATE, 0),
             (OP_SHUTDOWN, State::Established) => {
+                tracing::trace!(port = key.0, flags = hdr.flags, "vsock: guest shutdown");
                 conn.peer_shut_recv |= hdr.flags & SHUTDOWN_RCV != 0;
                 conn.peer_shut_send |= hdr.flags & SHUTDOWN_SEND != 0;
                 self.flush(key);
@@ -470,7 +488,7 @@ impl Muxer {
     /// unusable (too small or bad memory) and is returned to the guest empty.
     pub fn fill_rx(&mut self, writer: &mut Writer<'_>) -> Result<Option<u32>, PacketError> {
         let room = rx_payload_room(writer)?;
-        if let Some(ctl) = self.control.pop_front() {
+        if let Some(ctl) = self.pop_control() {
             let hdr = self.header_for(ctl.key, ctl.op, ctl.flags, 0);
             return write_rx_packet(writer, &hdr, &[]).map(Some);
         }
@@ -645,6 +663,30 @@ mod tests {
         dgram.type_ = 2;
         muxer.process_tx(dgram, Vec::new());
         assert!(muxer.control.iter().all(|c| c.op == OP_RST));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn one_credit_update_waits_per_connection() {
+        let dir = scratch("credit");
+        let (mut muxer, _client) = muxer_with_client(&dir);
+        let key = muxer.control[0].key;
+        muxer.control.clear();
+        for _ in 0..3 {
+            muxer.process_tx(guest_packet(OP_CREDIT_REQUEST, 3, key.1, key.0), Vec::new());
+        }
+        let updates = |m: &Muxer| {
+            m.control
+                .iter()
+                .filter(|c| c.op == OP_CREDIT_UPDATE)
+                .count()
+        };
+        assert_eq!(updates(&muxer), 1, "queued updates are not repeated");
+        // Once sent, the next one may be queued again.
+        assert!(muxer.pop_control().is_some());
+        assert_eq!(updates(&muxer), 0);
+        muxer.process_tx(guest_packet(OP_CREDIT_REQUEST, 3, key.1, key.0), Vec::new());
+        assert_eq!(updates(&muxer), 1);
         let _ = std::fs::remove_dir_all(dir);
     }
 
