@@ -3,7 +3,7 @@
 # agent as /init, the empty mount points it needs, and /dev/console (so the
 # kernel can open init's stdin/stdout/stderr before devtmpfs is mounted).
 #
-#   rootfs/build.sh              build the agent (release), then the cpio
+#   rootfs/build.sh              build the agent and runner (guest profile), then the cpio
 #   rootfs/build.sh --no-build   use the agent binary as it is
 #
 #   -> <repo>/build/initramfs.cpio
@@ -15,9 +15,11 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(dirname "$here")
-agent=$repo/target/x86_64-unknown-linux-gnu/release/isola-agent
+# Built with the `guest` profile (Cargo.toml: size over build time), since
+# every guest loads and unpacks these bytes at boot.
+agent=$repo/target/x86_64-unknown-linux-gnu/guest/isola-agent
 # The in-guest runner: the same isola-runtime as the process level runs.
-runtime=$repo/target/x86_64-unknown-linux-gnu/release/isola-runtime
+runtime=$repo/target/x86_64-unknown-linux-gnu/guest/isola-runtime
 out=$repo/build/initramfs.cpio
 
 say() { printf '[rootfs] %s\n' "$*" >&2; }
@@ -32,8 +34,8 @@ for arg in "$@"; do
 done
 
 if ((build)); then
-    say "building the agent and runner: cargo build --release -p isola-agent -p isola-runtime"
-    (cd "$repo" && cargo build --release -p isola-agent -p isola-runtime)
+    say "building the agent and runner: cargo build --profile guest -p isola-agent -p isola-runtime"
+    (cd "$repo" && cargo build --profile guest -p isola-agent -p isola-runtime)
 fi
 [[ -f $agent ]] || die "no agent binary at $agent"
 [[ -f $runtime ]] || die "no runner binary at $runtime"
