@@ -159,7 +159,9 @@ impl Sandbox {
             filesystems,
             guest_cid: GUEST_CID,
             console: console_log.map_or(ConsoleMode::Off, ConsoleMode::File),
-            cmdline_extra: String::new(),
+            // A debugging aid, like ISOLA_VM_CONSOLE: say `printk.time=1
+            // isola.log=debug` to see where a guest spends its time.
+            cmdline_extra: std::env::var("ISOLA_VM_CMDLINE").unwrap_or_default(),
         };
         let mut vm =
             Vm::new(&config).map_err(|e| Error::Vm(format!("cannot build the VM: {e}")))?;
