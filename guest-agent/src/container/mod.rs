@@ -211,7 +211,9 @@ pub fn create_exec(
 /// Checks an `AttachStdio` before its `Ok` is sent.
 pub fn check_attach(key: &ProcessKey, stream: StdioStream) -> Result<(), String> {
     with_table(|t| {
-        let p = t.get_mut(key).ok_or_else(|| format!("no process {key:?}"))?;
+        let p = t
+            .get_mut(key)
+            .ok_or_else(|| format!("no process {key:?}"))?;
         if p.pid.is_some() {
             return Err("the process has already started".into());
         }

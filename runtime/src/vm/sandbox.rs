@@ -77,7 +77,14 @@ impl Sandbox {
         }
         let mut attempt = 1;
         loop {
-            match Self::boot_once(dir, disk, scratch, volumes, size, console_log.clone()) {
+            let booted = Self::boot_once(dir, disk, scratch, volumes, size, console_log.clone());
+            if let (Err(BootError::EarlyReset | BootError::Silent), Some(log)) =
+                (&booted, &console_log)
+            {
+                // Kept for whoever debugs it: the next boot writes anew.
+                let _ = std::fs::rename(log, log.with_extension(format!("attempt{attempt}.log")));
+            }
+            match booted {
                 // A guest that resets before its agent is up has run no
                 // container code, so booting it again is safe. Emulated
                 // virtualization (the nested test host) does this now and
