@@ -4,7 +4,7 @@
 //! pair.
 
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
@@ -75,20 +75,28 @@ pub fn serve<S: Stream>(mut stream: S, power: &dyn Power) -> Result<(), ConnErro
             Ok(req) => (id, service::handle(req)),
             Err(message) => (id, service::error(message).into()),
         };
+        let mut attached = None;
         if let Then::Attach(key, which) = &outcome.then {
             // The stream joins its process *before* the host hears `Ok`:
             // the host starts the process once every stream is attached,
             // and a stream attached after that start would never reach the
             // process, nor ever close (seen: an exec whose stderr never
             // ended).
-            match stream.clone_fd() {
-                Ok(fd) => crate::container::attach(key, *which, fd),
-                Err(e) => outcome = service::error(format!("dup: {e}")).into(),
+            let joined = stream
+                .clone_fd()
+                .map_err(|e| format!("dup: {e}"))
+                .and_then(|fd| {
+                    let raw = fd.as_raw_fd();
+                    crate::container::attach(key, *which, fd).map(|()| raw)
+                });
+            match joined {
+                Ok(raw) => attached = Some(raw),
+                Err(e) => outcome = service::error(e).into(),
             }
         }
         if let Err(e) = send(&mut stream, id, outcome.reply) {
-            if let Then::Attach(key, which) = &outcome.then {
-                crate::container::detach(key, *which);
+            if let (Then::Attach(key, which), Some(raw)) = (&outcome.then, attached) {
+                crate::container::detach(key, *which, raw);
             }
             return Err(e);
         }
@@ -107,6 +115,7 @@ pub fn serve<S: Stream>(mut stream: S, power: &dyn Power) -> Result<(), ConnErro
             }
             // From here on the connection is the process's stream; the
             // process's table entry holds it.
+            // (A refused attach was answered with a plain error instead.)
             Then::Attach(..) => return Ok(()),
             Then::PowerOff => {
                 stream.wait_sent(REPLY_DRAIN_TIMEOUT);

@@ -113,10 +113,9 @@ pub fn handle(req: Request) -> Outcome {
             terminal,
             stdin: _,
         } => from_result(container::create_exec(&id, &exec_id, &process, terminal)),
-        Request::AttachStdio { key, stream } => match container::check_attach(&key, stream) {
-            Ok(()) => ok_then(Then::Attach(key, stream)),
-            Err(e) => error(e).into(),
-        },
+        // The stream is attached, or refused, by the connection itself
+        // (`serve`), which holds its descriptor.
+        Request::AttachStdio { key, stream } => ok_then(Then::Attach(key, stream)),
         Request::StartProcess { key } => from_result(container::start(&key)),
         Request::WaitProcess { key } => from_result(container::wait(&key)),
         Request::SignalContainer { id, signal, all } => {

@@ -14,7 +14,7 @@ mod terminal;
 
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
@@ -208,41 +208,34 @@ pub fn create_exec(
     Ok(Response::Ok)
 }
 
-/// Checks an `AttachStdio` before its `Ok` is sent.
-pub fn check_attach(key: &ProcessKey, stream: StdioStream) -> Result<(), String> {
+/// Takes over the connection of an `AttachStdio`, before its `Ok` is sent:
+/// checked and stored under one lock, so a stream is never stored where no
+/// start will take it (a start under way has already taken the streams) or
+/// over another.
+pub fn attach(key: &ProcessKey, stream: StdioStream, fd: OwnedFd) -> Result<(), String> {
     with_table(|t| {
         let p = t
             .get_mut(key)
             .ok_or_else(|| format!("no process {key:?}"))?;
-        if p.pid.is_some() {
+        if p.pid.is_some() || p.waiting {
             return Err("the process has already started".into());
         }
-        if p.stream_slot(stream).is_some() {
+        let slot = p.stream_slot(stream);
+        if slot.is_some() {
             return Err(format!("{stream:?} is already attached"));
         }
+        *slot = Some(fd);
         Ok(())
     })
 }
 
-/// Takes over the connection of an accepted `AttachStdio`, before its `Ok`
-/// is sent.
-pub fn attach(key: &ProcessKey, stream: StdioStream, fd: OwnedFd) {
+/// Undoes an [`attach`] whose `Ok` never reached the host; only if the slot
+/// still holds that very descriptor.
+pub fn detach(key: &ProcessKey, stream: StdioStream, fd: RawFd) {
     with_table(|t| {
         if let Some(p) = t.get_mut(key) {
-            if p.pid.is_none() {
-                let slot = p.stream_slot(stream);
-                *slot = Some(fd);
-            }
-        }
-    });
-}
-
-/// Undoes an [`attach`] whose `Ok` never reached the host.
-pub fn detach(key: &ProcessKey, stream: StdioStream) {
-    with_table(|t| {
-        if let Some(p) = t.get_mut(key) {
-            if p.pid.is_none() {
-                let slot = p.stream_slot(stream);
+            let slot = p.stream_slot(stream);
+            if slot.as_ref().is_some_and(|held| held.as_raw_fd() == fd) {
                 *slot = None;
             }
         }
@@ -552,4 +545,41 @@ pub fn stats(id: &str) -> Result<Response, String> {
     validate_name("container id", id)?;
     let json = run_runner(&["events", "--stats", id])?;
     Ok(Response::Stats { json })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fd() -> OwnedFd {
+        OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
+    }
+
+    #[test]
+    fn a_stream_is_attached_once_and_never_after_the_start_began() {
+        let key = ProcessKey {
+            id: "attach-test".into(),
+            exec_id: Some("1".into()),
+        };
+        insert(key.clone(), new_process(Vec::new(), PathBuf::new(), false)).unwrap();
+        let out = fd();
+        let raw = out.as_raw_fd();
+        attach(&key, StdioStream::Stdout, out).unwrap();
+        assert!(attach(&key, StdioStream::Stdout, fd()).is_err(), "twice");
+        // Undoing someone else's descriptor does nothing; one's own does.
+        detach(&key, StdioStream::Stdout, raw + 1000);
+        assert!(attach(&key, StdioStream::Stdout, fd()).is_err());
+        detach(&key, StdioStream::Stdout, raw);
+        attach(&key, StdioStream::Stdout, fd()).unwrap();
+        // A start under way has taken the streams: a late one is refused,
+        // not stored where nothing would ever take (or close) it.
+        with_table(|t| t.get_mut(&key).unwrap().waiting = true);
+        assert!(attach(&key, StdioStream::Stderr, fd()).is_err());
+        let missing = ProcessKey {
+            id: "attach-test".into(),
+            exec_id: Some("2".into()),
+        };
+        assert!(attach(&missing, StdioStream::Stdin, fd()).is_err());
+        with_table(|t| t.remove(&key));
+    }
 }

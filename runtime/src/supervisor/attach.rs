@@ -57,7 +57,7 @@ impl Frame {
             Frame::Stdout(b) => (STDOUT, b.clone()),
             Frame::Stderr(b) => (STDERR, b.clone()),
             Frame::Exit(code) => (EXIT, code.to_be_bytes().to_vec()),
-            Frame::Failure(why) => (FAILURE, why.as_bytes().to_vec()),
+            Frame::Failure(why) => (FAILURE, truncated(why, MAX_PAYLOAD).as_bytes().to_vec()),
         };
         if payload.len() > MAX_PAYLOAD {
             return Err(io::Error::new(
@@ -125,6 +125,15 @@ impl Frame {
     }
 }
 
+/// `text` cut to at most `max` bytes, on a character boundary.
+fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 fn invalid(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
@@ -158,6 +167,19 @@ mod tests {
             back.push(f);
         }
         assert_eq!(back, frames);
+    }
+
+    #[test]
+    fn an_overlong_failure_reason_is_cut_not_dropped() {
+        let why = "é".repeat(MAX_PAYLOAD);
+        let mut wire = Vec::new();
+        Frame::Failure(why).write_to(&mut wire).unwrap();
+        match Frame::read_from(&mut wire.as_slice()).unwrap() {
+            Some(Frame::Failure(back)) => {
+                assert!(back.len() <= MAX_PAYLOAD && back.starts_with("éé"))
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

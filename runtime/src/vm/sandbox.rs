@@ -78,9 +78,12 @@ impl Sandbox {
         let mut attempt = 1;
         loop {
             let booted = Self::boot_once(dir, disk, scratch, volumes, size, console_log.clone());
-            if let (Err(BootError::EarlyReset | BootError::Silent), Some(log)) =
-                (&booted, &console_log)
-            {
+            let retried = match &booted {
+                Err(BootError::EarlyReset) => attempt < BOOT_ATTEMPTS,
+                Err(BootError::Silent) => attempt < 2,
+                _ => false,
+            };
+            if let (true, Some(log)) = (retried, &console_log) {
                 // Kept for whoever debugs it: the next boot writes anew.
                 let _ = std::fs::rename(log, log.with_extension(format!("attempt{attempt}.log")));
             }

@@ -28,8 +28,9 @@ struct Cli {
     #[arg(long, value_name = "SECS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..))]
     stall_timeout: u64,
 
-    /// Stop the command (and fail with 124) when it runs longer than this
-    /// many seconds; no limit by default.
+    /// Stop the command (and fail with 124) when the run, the test host's
+    /// boot included, lasts longer than this many seconds; no limit by
+    /// default.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
     time_limit: Option<u64>,
 
