@@ -85,6 +85,9 @@ fn forward_signals(host: &Host, id: &ContainerId, tty: bool, mut writer: UnixStr
 fn read_output(mut stream: UnixStream, host: &Host, id: &ContainerId) -> Result<i32> {
     let mut stdout = std::io::stdout();
     let mut stderr = std::io::stderr();
+    // Said once: a supervisor that hangs up after the reason but before the
+    // status leaves the same reason in the record.
+    let mut told = false;
     loop {
         match Frame::read_from(&mut stream) {
             Ok(Some(Frame::Stdout(bytes))) => {
@@ -94,13 +97,16 @@ fn read_output(mut stream: UnixStream, host: &Host, id: &ContainerId) -> Result<
                 let _ = stderr.write_all(&bytes).and_then(|_| stderr.flush());
             }
             Ok(Some(Frame::Exit(code))) => return Ok(code),
-            Ok(Some(Frame::Failure(why))) => eprintln!("isola: {why}"),
+            Ok(Some(Frame::Failure(why))) => {
+                eprintln!("isola: {why}");
+                told = true;
+            }
             Ok(Some(_)) => {}
             Ok(None) | Err(_) => {
                 // The supervisor went away without a status: say what the
                 // record says (a killed supervisor is reconciled there).
                 let record = host.record(id).context("the supervisor hung up")?;
-                if let Some(error) = &record.error {
+                if let (Some(error), false) = (&record.error, told) {
                     eprintln!("isola: {error}");
                 }
                 return Ok(record.exit_code.unwrap_or(125));
