@@ -155,24 +155,25 @@ fn a_dead_qemu_is_reported() {
     );
 }
 
+/// Runs isola-testhost with `args` to its end (one test host at a time).
+fn run_to_end(args: &[&str]) -> (Option<i32>, String) {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let out = testhost().args(args).output().expect("run isola-testhost");
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 #[test]
 fn a_silent_command_is_not_a_stall() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let status = testhost()
-        .args(["--stall-timeout", "3", "--", "sleep", "10"])
-        .status()
-        .expect("run isola-testhost");
-    assert_eq!(status.code(), Some(0));
+    let (code, stderr) = run_to_end(&["--stall-timeout", "3", "--", "sleep", "10"]);
+    assert_eq!(code, Some(0), "stderr: {stderr}");
 }
 
 #[test]
 fn a_command_past_its_time_limit_is_stopped_with_124() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
-    let out = testhost()
-        .args(["--time-limit", "5", "--", "sleep", "600"])
-        .output()
-        .expect("run isola-testhost");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(124), "stderr: {stderr}");
+    let (code, stderr) = run_to_end(&["--time-limit", "5", "--", "sleep", "600"]);
+    assert_eq!(code, Some(124), "stderr: {stderr}");
     assert!(stderr.contains("--time-limit 5s"), "stderr: {stderr}");
 }
