@@ -34,8 +34,8 @@ for arg in "$@"; do
 done
 
 if ((build)); then
-    say "building the agent and runner: cargo build --profile guest -p isola-agent -p isola-runtime"
-    (cd "$repo" && cargo build --profile guest -p isola-agent -p isola-runtime)
+    say "building the agent and runner: cargo build --profile guest -p isola-agent -p isola-runtime --no-default-features"
+    (cd "$repo" && cargo build --profile guest -p isola-agent -p isola-runtime --no-default-features)
 fi
 [[ -f $agent ]] || die "no agent binary at $agent"
 [[ -f $runtime ]] || die "no runner binary at $runtime"

@@ -7,7 +7,7 @@ use crate::Error;
 const MAX_LEN: usize = 1024;
 
 /// Accepts the IDs runc accepts: letters, digits, `_ + - .`, not `.`/`..`.
-pub(crate) fn validate(id: &str) -> Result<(), Error> {
+pub fn validate(id: &str) -> Result<(), Error> {
     let invalid = |reason| Error::InvalidId {
         id: id.to_owned(),
         reason,

@@ -21,6 +21,8 @@ mod state;
 mod state_shadow;
 
 pub use error::Error;
+/// The rule container IDs follow (a path component, a cgroup name).
+pub use id::validate as validate_id;
 pub use isolation::Isolation;
 pub use options::{CreateOptions, ExecOptions};
 pub use runner::Runner;

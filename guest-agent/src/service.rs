@@ -92,20 +92,17 @@ pub fn handle(req: Request) -> Outcome {
             id,
             spec,
             image_device,
+            root_share,
             scratch_device,
             files,
             volumes,
             terminal,
             stdin: _,
-        } => from_result(container::create_container(
-            &id,
-            &spec,
-            &image_device,
-            scratch_device.as_deref(),
-            &files,
-            &volumes,
-            terminal,
-        )),
+        } => from_result(
+            container::RootSource::from_request(image_device, root_share, scratch_device).and_then(
+                |root| container::create_container(&id, &spec, &root, &files, &volumes, terminal),
+            ),
+        ),
         Request::CreateExec {
             id,
             exec_id,

@@ -60,15 +60,22 @@ pub enum Request {
         #[serde(with = "crate::message::b64")]
         payload: Vec<u8>,
     },
-    /// Prepare container `id`: its root filesystem (an overlay of the
-    /// image disk `image_device` and a writable layer in guest memory), its
-    /// bundle (`spec`, the very config.json of the process level; the agent
-    /// points `root.path` at the guest rootfs), and the `files` its bind
-    /// mounts name. Its init is then a [`ProcessKey`] with `exec_id` None.
+    /// Prepare container `id`: its root filesystem, its bundle (`spec`, the
+    /// very config.json of the process level; the agent points `root.path`
+    /// at the guest rootfs), and the `files` its bind mounts name. Its init
+    /// is then a [`ProcessKey`] with `exec_id` None.
+    ///
+    /// The root is either an overlay of the image disk `image_device` and a
+    /// writable layer (`isola run`), or, with `root_share`, a host directory
+    /// shared over virtio-fs under that tag and used as it is (a bundle an
+    /// OCI runtime caller such as podman prepared). Exactly one is given.
     CreateContainer {
         id: String,
         spec: String,
-        image_device: String,
+        #[serde(default)]
+        image_device: Option<String>,
+        #[serde(default)]
+        root_share: Option<String>,
         /// A disk (ext4) for the writable layer; guest memory without one.
         #[serde(default)]
         scratch_device: Option<String>,

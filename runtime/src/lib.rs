@@ -15,6 +15,7 @@ pub mod liveness;
 pub mod lock;
 pub mod logs;
 pub mod name;
+pub mod oci_vm;
 pub mod oom;
 pub mod paths;
 pub mod state;

@@ -78,6 +78,38 @@ pub enum Command {
     Features,
     /// List containers.
     List(List),
+    /// Internal: the shim of a vm-level container (see isola_host::oci_vm).
+    #[cfg(feature = "vm")]
+    #[command(name = "__vm-shim", hide = true)]
+    VmShim(VmShim),
+    /// Internal: the shim of a detached exec at the vm level.
+    #[cfg(feature = "vm")]
+    #[command(name = "__vm-exec-shim", hide = true)]
+    VmExecShim(VmExecShim),
+}
+
+#[cfg(feature = "vm")]
+#[derive(Debug, Args)]
+pub struct VmShim {
+    pub id: String,
+    #[arg(long)]
+    pub bundle: PathBuf,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub report_fd: i32,
+}
+
+#[cfg(feature = "vm")]
+#[derive(Debug, Args)]
+pub struct VmExecShim {
+    pub id: String,
+    #[arg(long)]
+    pub process_json: String,
+    #[arg(long)]
+    pub console_socket: Option<PathBuf>,
+    #[arg(long)]
+    pub report_fd: i32,
 }
 
 #[derive(Debug, Args)]

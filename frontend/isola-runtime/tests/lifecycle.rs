@@ -1,13 +1,22 @@
 //! The lifecycle through our CLI alone: exit codes, stdio, signals, states,
-//! exec, ps, pause/resume, list, a terminal, and nothing left behind.
+//! exec, ps, pause/resume, list, a terminal, and nothing left behind. Every
+//! test runs at the process level, then again with the same assertions at
+//! the vm level (`the_same_tests_at_the_vm_level`); where the levels differ
+//! on purpose (the container's cgroups and processes are the guest's, not
+//! the host's), the test says so.
 
 mod common;
 
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use common::{cgroup_dir, run, Bundle, ConsoleSocket, Env};
+use common::{at_vm, cgroup_dir, run, Bundle, ConsoleSocket, Env};
 use serde_json::{json, Value};
+
+#[test]
+fn the_same_tests_at_the_vm_level() {
+    common::rerun_at_the_vm_level("the_same_tests_at_the_vm_level");
+}
 
 #[test]
 fn run_passes_stdio_and_the_exit_code() {
@@ -118,7 +127,8 @@ fn create_start_state_term_delete() {
     assert!(b.stdout().contains("got TERM"), "stdout: {}", b.stdout());
     assert_eq!(env.state(&id)["pid"], 0);
 
-    assert!(cgroup_dir("memory", &id).exists());
+    // At the vm level the container's cgroups are in its guest only.
+    assert_eq!(cgroup_dir("memory", &id).exists(), !at_vm());
     env.ok(&["delete", &id]);
     assert!(env.listed().is_empty());
     assert!(!env.rt(&["state", &id]).status.success());
@@ -199,6 +209,27 @@ fn exec_ps_pause_resume() {
     ]);
     assert_eq!(out, "1000\nfrom-json\n");
 
+    if at_vm() {
+        // The guest's processes and cgroups are not the host's to list or
+        // freeze; each verb says so and changes nothing.
+        for verb in [
+            &["ps", &id][..],
+            &["pause", &id],
+            &["update", "--pids-limit", "9", &id],
+        ] {
+            let out = env.rt(verb);
+            assert_eq!(out.status.code(), Some(1), "{verb:?}");
+            assert!(
+                String::from_utf8_lossy(&out.stderr).contains("runs at the vm level"),
+                "{verb:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        assert_eq!(env.status(&id), "running");
+        env.ok(&["delete", "--force", &id]);
+        assert!(env.listed().is_empty());
+        return;
+    }
     let pids: Vec<i32> =
         serde_json::from_str(&env.ok(&["ps", "--format", "json", &id])).expect("ps json");
     let init = env.state(&id)["pid"].as_i64().expect("pid") as i32;
@@ -353,6 +384,17 @@ fn delete_force_recovers_from_a_torn_state_file() {
     let b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
     env.start_detached(&id, &b);
     let pid = env.state(&id)["pid"].as_i64().expect("pid");
+    if at_vm() {
+        // The vm level's record is written whole, never torn; one broken
+        // by hand is unreadable, yet delete --force still cleans up, and
+        // the shim (with its VM) ends once its directory is gone.
+        std::fs::write(env.root.join(&id).join("isola-vm.json"), "{\"id\": ").expect("break");
+        assert!(!env.rt(&["state", &id]).status.success());
+        env.ok(&["delete", "--force", &id]);
+        assert!(!env.root.join(&id).exists());
+        wait_for(|| !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid));
+        return;
+    }
     // What a runtime killed in the middle of libcontainer's state write
     // leaves behind: the last complete state is put back.
     let state_file = env.root.join(&id).join("state.json");

@@ -1,12 +1,15 @@
 //! podman drives our binary as its OCI runtime (`--runtime`): run --rm,
-//! exec, stop, rm, with a private podman storage per test.
+//! exec, stop, kill, rm, a terminal, volumes, with a private podman storage
+//! per test. Every test runs at the process level, then again with the same
+//! assertions at the vm level (`--annotation io.isola.isolation=vm`, in the
+//! nested test host here).
 
 mod common;
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-use common::{make_busybox_rootfs, Env, RUNTIME};
+use common::{at_vm, make_busybox_rootfs, Env, RUNTIME};
 
 /// podman with its own storage, our runtime, cgroupfs (no systemd here)
 /// and the rlimits this sandbox allows.
@@ -75,14 +78,28 @@ impl Podman {
     }
 
     fn run_args(&self) -> Vec<&str> {
-        vec![
+        let mut args = vec![
             "--network",
             "none",
             "--ulimit",
             "nofile=20000:20000",
             "--ulimit",
             "nproc=32768:32768",
-        ]
+        ];
+        if at_vm() {
+            args.extend(["--annotation", "io.isola.isolation=vm"]);
+        }
+        args
+    }
+
+    /// `podman run --rm` of `command` with the test's flags and `extra`.
+    fn run_rm(&self, extra: &[&str], command: &[&str]) -> Output {
+        let mut args = vec!["run", "--rm"];
+        args.extend(self.run_args());
+        args.extend(extra);
+        args.push(self.image.as_str());
+        args.extend(command);
+        self.podman(&args)
     }
 }
 
@@ -95,6 +112,11 @@ impl Drop for Podman {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_same_tests_at_the_vm_level() {
+    common::rerun_at_the_vm_level("the_same_tests_at_the_vm_level");
 }
 
 #[test]
@@ -157,9 +179,10 @@ fn podman_exec_and_stop() {
     );
     assert_eq!(text(&out), "exec ok\nsh\n");
 
-    // The cgroup podman asked for exists while the container runs.
+    // The cgroup podman asked for exists while the container runs: on the
+    // host at the process level, in the guest only at the vm level.
     let cgroup = PathBuf::from(format!("/sys/fs/cgroup/pids/libpod_parent/libpod-{cid}"));
-    assert!(cgroup.exists(), "{} missing", cgroup.display());
+    assert_eq!(cgroup.exists(), !at_vm(), "{}", cgroup.display());
 
     let out = p.podman(&["stop", "--time", "20", &name]);
     assert!(
@@ -186,4 +209,95 @@ fn podman_exec_and_stop() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!cgroup.exists(), "cgroup left behind");
+}
+
+#[test]
+fn podman_kill_reports_137() {
+    let env = Env::new("podman-kill");
+    let p = Podman::new(&env);
+    let name = env.id("k");
+    let mut args = vec!["run", "--detach", "--name", &name];
+    args.extend(p.run_args());
+    args.extend([p.image.as_str(), "sleep", "1000"]);
+    let out = p.podman(&args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = p.podman(&["kill", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = p.podman(&["wait", &name]);
+    assert_eq!(
+        text(&out).trim(),
+        "137",
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = p.podman(&["rm", &name]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(text(&p.podman(&["ps", "--all", "--quiet"])), "");
+}
+
+#[test]
+fn podman_run_with_a_terminal() {
+    let env = Env::new("podman-tty");
+    let p = Podman::new(&env);
+    let out = p.run_rm(&["-t"], &["sh", "-c", "tty; echo tty-ok; exit 6"]);
+    assert_eq!(
+        out.status.code(),
+        Some(6),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The terminal turns newlines into CRLF, at both levels alike.
+    assert_eq!(text(&out), "/dev/pts/0\r\ntty-ok\r\n");
+}
+
+#[test]
+fn podman_volumes_both_ways_and_the_kernel_each_level_shows() {
+    let env = Env::new("podman-vol");
+    let p = Podman::new(&env);
+    let vol = env.dir.join("vol");
+    std::fs::create_dir_all(&vol).expect("volume dir");
+    std::fs::write(vol.join("in"), "from the host\n").expect("write");
+    let spec = format!("{}:/vol", vol.display());
+    let out = p.run_rm(
+        &["-v", &spec],
+        &[
+            "sh",
+            "-c",
+            "cat /vol/in; echo from the container > /vol/out; uname -r",
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = text(&out);
+    let mut lines = stdout.lines();
+    assert_eq!(lines.next(), Some("from the host"));
+    assert_eq!(
+        std::fs::read_to_string(vol.join("out")).expect("the container's write"),
+        "from the container\n"
+    );
+    let host_kernel = Command::new("uname").arg("-r").output().expect("uname");
+    let host_kernel = text(&host_kernel);
+    let kernel = lines.next().unwrap_or_default();
+    // The same image sees the host's kernel at the process level and its
+    // own guest kernel at the vm level.
+    assert_eq!(
+        kernel == host_kernel.trim(),
+        !at_vm(),
+        "{kernel} vs {host_kernel}"
+    );
 }

@@ -89,54 +89,77 @@ fn mount_scratch(device: &str, at: &Path) -> Result<(), String> {
     .map_err(|e| format!("mounting the writable layer's disk {name}: {e}"))
 }
 
+/// Where a container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RootSource {
+    /// An overlay: the image's EROFS disk under a writable layer, in guest
+    /// memory or on the scratch disk.
+    Image {
+        device: String,
+        scratch_device: Option<String>,
+    },
+    /// A host directory shared over virtio-fs (a bundle someone else
+    /// prepared, such as podman's overlay), used as it is: writes reach
+    /// the host, where the bundle's owner expects them.
+    Share { tag: String },
+}
+
+impl RootSource {
+    /// The request's fields, of which exactly one root must be given.
+    pub fn from_request(
+        image_device: Option<String>,
+        root_share: Option<String>,
+        scratch_device: Option<String>,
+    ) -> Result<RootSource, String> {
+        match (image_device, root_share) {
+            (Some(device), None) => Ok(RootSource::Image {
+                device,
+                scratch_device,
+            }),
+            (None, Some(tag)) if scratch_device.is_none() => {
+                validate_name("root share tag", &tag)?;
+                Ok(RootSource::Share { tag })
+            }
+            (None, Some(_)) => Err("a shared root takes no scratch disk".into()),
+            (Some(_), Some(_)) => Err("give an image device or a root share, not both".into()),
+            (None, None) => Err("no root filesystem: give an image device or a root share".into()),
+        }
+    }
+}
+
 /// Builds the bundle of container `id`; returns its directory.
 pub fn prepare(
     id: &str,
     spec: &str,
-    image_device: &str,
-    scratch_device: Option<&str>,
+    root: &RootSource,
     files: &[GuestFile],
     volumes: &[GuestVolume],
 ) -> Result<PathBuf, String> {
     let mut spec: Value =
         serde_json::from_str(spec).map_err(|e| format!("config.json of {id}: {e}"))?;
-    let lower = mount_image(image_device)?;
+    let lower = match root {
+        RootSource::Image { device, .. } => Some(mount_image(device)?),
+        RootSource::Share { .. } => None,
+    };
     let dir = container_dir(id);
     if dir.exists() {
         return Err(format!("container {id} already exists in this guest"));
     }
     let made = (|| {
-        let layer = match scratch_device {
-            Some(device) => {
-                let at = dir.join("scratch");
-                mount_scratch(device, &at)?;
-                at
-            }
-            None => dir.clone(),
-        };
-        let (upper, work, rootfs, shipped) = (
-            layer.join("upper"),
-            layer.join("work"),
-            dir.join("rootfs"),
-            dir.join("files"),
-        );
-        for d in [&upper, &work, &rootfs, &shipped] {
+        let (rootfs, shipped) = (dir.join("rootfs"), dir.join("files"));
+        for d in [&rootfs, &shipped] {
             fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
         }
-        let options = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            lower.display(),
-            upper.display(),
-            work.display()
-        );
-        sys::mount(
-            "overlay",
-            &rootfs.to_string_lossy(),
-            "overlay",
-            0,
-            Some(&options),
-        )
-        .map_err(|e| format!("mounting the rootfs of {id}: {e}"))?;
+        match (root, lower) {
+            (RootSource::Image { scratch_device, .. }, Some(lower)) => {
+                mount_overlay(id, &dir, &lower, scratch_device.as_deref(), &rootfs)
+            }
+            (RootSource::Share { tag }, _) => {
+                sys::mount(tag, &rootfs.to_string_lossy(), "virtiofs", 0, None)
+                    .map_err(|e| format!("mounting the shared rootfs {tag} of {id}: {e}"))
+            }
+            (RootSource::Image { .. }, None) => Err("the image disk is not mounted".into()),
+        }?;
 
         spec["root"]["path"] = Value::String(rootfs.to_string_lossy().into_owned());
         if let Some(annotations) = spec.get_mut("annotations").and_then(Value::as_object_mut) {
@@ -156,6 +179,43 @@ pub fn prepare(
             Err(e)
         }
     }
+}
+
+/// Mounts the image's overlay at `rootfs`, its writable layer in `dir` (in
+/// guest memory) or on the scratch disk.
+fn mount_overlay(
+    id: &str,
+    dir: &Path,
+    lower: &Path,
+    scratch_device: Option<&str>,
+    rootfs: &Path,
+) -> Result<(), String> {
+    let layer = match scratch_device {
+        Some(device) => {
+            let at = dir.join("scratch");
+            mount_scratch(device, &at)?;
+            at
+        }
+        None => dir.to_path_buf(),
+    };
+    let (upper, work) = (layer.join("upper"), layer.join("work"));
+    for d in [&upper, &work] {
+        fs::create_dir_all(d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    }
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lower.display(),
+        upper.display(),
+        work.display()
+    );
+    sys::mount(
+        "overlay",
+        &rootfs.to_string_lossy(),
+        "overlay",
+        0,
+        Some(&options),
+    )
+    .map_err(|e| format!("mounting the rootfs of {id}: {e}"))
 }
 
 /// Writes the shipped files and points the mounts that name them at the
@@ -308,6 +368,35 @@ mod tests {
             "/etc/passwd",
         ] {
             assert!(mount_image(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_container_has_exactly_one_root() {
+        let some = |s: &str| Some(s.to_owned());
+        assert_eq!(
+            RootSource::from_request(some("/dev/vda"), None, some("/dev/vdb")),
+            Ok(RootSource::Image {
+                device: "/dev/vda".into(),
+                scratch_device: some("/dev/vdb"),
+            })
+        );
+        assert_eq!(
+            RootSource::from_request(None, some("isola-root"), None),
+            Ok(RootSource::Share {
+                tag: "isola-root".into()
+            })
+        );
+        for (image, share, scratch) in [
+            (None, None, None),
+            (some("/dev/vda"), some("isola-root"), None),
+            (None, some("isola-root"), some("/dev/vdb")),
+            (None, some("../etc"), None),
+        ] {
+            assert!(
+                RootSource::from_request(image.clone(), share.clone(), scratch.clone()).is_err(),
+                "{image:?} {share:?} {scratch:?}"
+            );
         }
     }
 }

@@ -25,7 +25,7 @@ use crate::exec;
 use crate::reaper::Children;
 use crate::sys;
 
-pub use bundle::validate_name;
+pub use bundle::{validate_name, RootSource};
 
 /// The runner, as rootfs/build.sh puts it in the initramfs.
 pub const RUNTIME: &str = "/bin/isola-runtime";
@@ -132,8 +132,7 @@ fn console_socket(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
 pub fn create_container(
     id: &str,
     spec: &str,
-    image_device: &str,
-    scratch_device: Option<&str>,
+    root: &RootSource,
     files: &[GuestFile],
     volumes: &[GuestVolume],
     terminal: bool,
@@ -142,7 +141,7 @@ pub fn create_container(
     if with_table(|t| t.contains_key(&init_key(id))) {
         return Err(format!("container {id} already exists in this guest"));
     }
-    let dir = bundle::prepare(id, spec, image_device, scratch_device, files, volumes)?;
+    let dir = bundle::prepare(id, spec, root, files, volumes)?;
     let mut argv = runner_base();
     // Without a terminal, one runner process creates and starts (`run
     // --detach`): every exec of the runner costs a guest a few hundred

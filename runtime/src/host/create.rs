@@ -103,8 +103,8 @@ impl Host {
         write_etc_files(&paths.etc(), &hostname, run.network).map_err(Error::io(paths.etc()))?;
         if run.isolation == "vm" {
             // What a VM cannot have is refused before any VM boots.
-            crate::vm::shipped_files(&spec, &paths.etc())?;
-            if !crate::vm::volumes(&spec, &paths.etc())?.is_empty() {
+            crate::vm::shipped_files(&spec, &crate::vm::files::under(&paths.etc()))?;
+            if !crate::vm::volumes(&spec, &crate::vm::files::under(&paths.etc()))?.is_empty() {
                 crate::vm::volumes::daemon_binary()?;
             }
         }

@@ -37,7 +37,7 @@ pub struct ExecRequest {
 pub struct ExecProcess {
     pub pid: i32,
     pub terminal: Option<OwnedFd>,
-    pub(crate) vm: Option<super::exec_vm::VmExec>,
+    pub(crate) vm: Option<crate::vm::process::VmExec>,
 }
 
 impl Host {
@@ -83,7 +83,18 @@ impl Host {
         process["env"] = serde_json::json!(env);
 
         if record.isolation == "vm" {
-            return self.exec_vm(&paths.dir, id, &process, request.tty, request.size);
+            let (terminal, vm) = crate::vm::process::exec(
+                &paths.dir,
+                id.as_str(),
+                &process,
+                request.tty,
+                request.size,
+            )?;
+            return Ok(ExecProcess {
+                pid: 0,
+                terminal,
+                vm: Some(vm),
+            });
         }
         let tag = format!("exec-{}", std::process::id());
         let process_path = paths.dir.join(format!("{tag}.json"));

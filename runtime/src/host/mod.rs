@@ -4,7 +4,6 @@
 mod attach;
 mod create;
 mod exec;
-mod exec_vm;
 mod images;
 mod inspect;
 mod reconcile;

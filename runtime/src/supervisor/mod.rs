@@ -24,7 +24,9 @@ use chrono::Utc;
 use isola_container::{CreateOptions, Runner};
 
 pub use attach::{Frame, MAX_PAYLOAD};
+pub(crate) use pump::Ended;
 pub use stdio::{console_listener, receive_master};
+pub(crate) use vm::exit_watch;
 
 use crate::error::{Error, Result};
 use crate::id::ContainerId;

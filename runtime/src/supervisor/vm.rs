@@ -172,8 +172,8 @@ fn prepare(
             path: paths.config(),
             source,
         })?;
-    let files = shipped_files(&spec, &paths.etc())?;
-    let volumes = volumes(&spec, &paths.etc())?;
+    let files = shipped_files(&spec, &crate::vm::files::under(&paths.etc()))?;
+    let volumes = volumes(&spec, &crate::vm::files::under(&paths.etc()))?;
     let disk = record
         .vm_disk
         .clone()
@@ -183,7 +183,7 @@ fn prepare(
     tracing::debug!(?size, "booting the VM");
     let sandbox = Sandbox::boot(
         &paths.dir,
-        &disk,
+        Some(&disk),
         record.vm_scratch.as_deref(),
         &volumes,
         size,
@@ -198,7 +198,8 @@ fn prepare(
             .expect_ok(Request::CreateContainer {
                 id: opts.id.as_str().to_owned(),
                 spec: text,
-                image_device: IMAGE_DEVICE.into(),
+                image_device: Some(IMAGE_DEVICE.into()),
+                root_share: None,
                 scratch_device: record.vm_scratch.as_ref().map(|_| SCRATCH_DEVICE.into()),
                 files,
                 volumes: volumes.iter().map(Volume::to_guest).collect(),
@@ -255,7 +256,11 @@ fn prepare(
 /// Learns how the container ended: from the agent's answer to the wait,
 /// or, if the VM itself ends first (a guest kernel panic, a killed agent),
 /// from that.
-fn exit_watch(mut waiter: AgentConn, key: ProcessKey, sandbox: &Sandbox) -> pump::ExitWatch {
+pub(crate) fn exit_watch(
+    mut waiter: AgentConn,
+    key: ProcessKey,
+    sandbox: &Sandbox,
+) -> pump::ExitWatch {
     // (from the VM's end, how it ended)
     let (tx, rx) = mpsc::channel::<(bool, Ended)>();
     let from_agent = tx.clone();

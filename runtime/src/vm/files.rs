@@ -10,9 +10,23 @@ use crate::error::{Error, Result};
 /// hostname) is never larger than this.
 const MAX_SHIPPED_FILE: u64 = 1 << 20;
 
-/// The bundle's bind mounts of the container's own small files (under
-/// `etc`); other bind mounts are volumes (see [`super::volumes`]).
-pub fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<GuestFile>> {
+/// Which bind-mount sources are copied into the guest rather than shared.
+pub type Shipped<'a> = &'a dyn Fn(&Path) -> bool;
+
+/// `isola run`'s rule: the container's own small files (under `etc`).
+pub fn under(etc: &Path) -> impl Fn(&Path) -> bool + '_ {
+    move |source| source.starts_with(etc)
+}
+
+/// An OCI runtime caller's rule: every regular file it binds (podman's
+/// hosts, resolv.conf, hostname, .containerenv); directories are shared.
+pub fn regular_file(source: &Path) -> bool {
+    std::fs::metadata(source).is_ok_and(|m| m.is_file())
+}
+
+/// The bundle's bind mounts that `shipped` picks, read to be copied into
+/// the guest; other bind mounts are volumes (see [`super::volumes`]).
+pub fn shipped_files(spec: &oci_spec::runtime::Spec, shipped: Shipped) -> Result<Vec<GuestFile>> {
     let mut files = Vec::new();
     for mount in spec.mounts().iter().flatten() {
         let is_bind = mount
@@ -24,7 +38,7 @@ pub fn shipped_files(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<G
         let Some(source) = mount.source() else {
             continue;
         };
-        if !is_bind || !source.starts_with(etc) {
+        if !is_bind || !shipped(source) {
             continue;
         }
         let size = std::fs::metadata(source).map_err(Error::io(source))?.len();

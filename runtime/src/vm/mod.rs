@@ -8,6 +8,7 @@
 
 pub mod agent;
 pub mod files;
+pub mod process;
 pub mod sandbox;
 pub mod scratch;
 pub mod sizing;

@@ -60,10 +60,10 @@ pub struct Sandbox {
 
 impl Sandbox {
     /// Boots the VM of the container whose directory is `dir`, with the
-    /// image disk `disk` attached read-only, and waits for its agent.
+    /// image disk `disk` (if any) attached read-only, and waits for its agent.
     pub fn boot(
         dir: &Path,
-        disk: &Path,
+        disk: Option<&Path>,
         scratch: Option<&Path>,
         volumes: &[Volume],
         size: VmSize,
@@ -126,7 +126,7 @@ impl Sandbox {
 
     fn boot_once(
         dir: &Path,
-        disk: &Path,
+        disk: Option<&Path>,
         scratch: Option<&Path>,
         volumes: &[Volume],
         size: VmSize,
@@ -155,16 +155,19 @@ impl Sandbox {
             mem_mib: size.mem_mib,
             vcpus: size.vcpus,
             // vda: the image (IMAGE_DEVICE); vdb: the writable layer's disk
-            // (SCRATCH_DEVICE), if any.
-            disks: std::iter::once(DiskConfig {
-                path: disk.to_path_buf(),
-                read_only: true,
-            })
-            .chain(scratch.map(|s| DiskConfig {
-                path: s.to_path_buf(),
-                read_only: false,
-            }))
-            .collect(),
+            // (SCRATCH_DEVICE), if any. A root shared over virtio-fs has
+            // neither.
+            disks: disk
+                .map(|d| DiskConfig {
+                    path: d.to_path_buf(),
+                    read_only: true,
+                })
+                .into_iter()
+                .chain(scratch.map(|s| DiskConfig {
+                    path: s.to_path_buf(),
+                    read_only: false,
+                }))
+                .collect(),
             vsock_uds: Some(uds),
             filesystems,
             guest_cid: GUEST_CID,

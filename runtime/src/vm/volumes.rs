@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use isola_protocol::GuestVolume;
 use isola_vmm::{assets, FsConfig};
 
+use super::files::Shipped;
 use crate::error::{Error, Result};
 use crate::paths::SocketDir;
 
@@ -38,9 +39,9 @@ impl Volume {
     }
 }
 
-/// The bundle's bind mounts of host paths (all but the container's own
-/// small files under `etc`, which are shipped instead).
-pub fn volumes(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<Volume>> {
+/// The bundle's bind mounts of host paths (all but those `shipped` picks,
+/// which are copied in instead).
+pub fn volumes(spec: &oci_spec::runtime::Spec, shipped: Shipped) -> Result<Vec<Volume>> {
     let mut out: Vec<Volume> = Vec::new();
     for mount in spec.mounts().iter().flatten() {
         let options: Vec<&str> = mount
@@ -54,7 +55,7 @@ pub fn volumes(spec: &oci_spec::runtime::Spec, etc: &Path) -> Result<Vec<Volume>
         let Some(source) = mount.source() else {
             continue;
         };
-        if !is_bind || source.starts_with(etc) {
+        if !is_bind || shipped(source) {
             continue;
         }
         let meta = std::fs::metadata(source).map_err(Error::io(source))?;
@@ -217,7 +218,7 @@ mod tests {
             {"destination": "/again", "type": "bind", "source": &data, "options": ["rbind"]},
             {"destination": "/proc", "type": "proc", "source": "proc"},
         ]));
-        let v = volumes(&spec, &etc).unwrap();
+        let v = volumes(&spec, &crate::vm::files::under(&etc)).unwrap();
         assert_eq!(
             v,
             vec![Volume {
@@ -231,7 +232,9 @@ mod tests {
         let spec = spec_with(serde_json::json!([
             {"destination": "/f", "type": "bind", "source": &file, "options": ["rbind"]},
         ]));
-        let err = volumes(&spec, &etc).unwrap_err().to_string();
+        let err = volumes(&spec, &crate::vm::files::under(&etc))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("must be directories"), "{err}");
         let _ = std::fs::remove_dir_all(&dir);
     }

@@ -27,21 +27,26 @@ pub fn options(args: &CreateArgs, detach: bool) -> CreateOptions {
     }
 }
 
-/// Refuses, before anything is created, a container that asks for an
-/// isolation level this runtime cannot give yet.
-pub fn require_process_isolation(id: &str, args: &CreateArgs, config: &Path) -> Result<()> {
+/// The isolation level the container gets: its annotation, `--isolation`
+/// and the host's default, resolved as the host owner set them.
+pub fn level(id: &str, args: &CreateArgs, config: &Path) -> Result<Isolation> {
     let spec = isola_container::load_bundle_spec(&args.bundle)
         .with_context(|| format!("cannot create container {id}"))?;
     let annotation = isolation::from_spec(&spec)
         .with_context(|| format!("annotation {}", isolation::ANNOTATION))?;
     let default = Config::load(config)?.isolation;
-    match isolation::resolve(annotation, args.isolation, default) {
+    Ok(isolation::resolve(annotation, args.isolation, default))
+}
+
+/// Refuses, before anything is created, a vm-level container this build
+/// cannot give (the vm-level ones are taken before, by `vm::dispatch`,
+/// where the build has the vm level).
+pub fn require_process_isolation(id: &str, args: &CreateArgs, config: &Path) -> Result<()> {
+    match level(id, args, config)? {
         Isolation::Process => Ok(()),
         Isolation::Vm => bail!(
-            "cannot create container {id}: vm isolation is not available in the OCI runtime \
-             yet; `isola run --isolation=vm` has it \
-             (asked for by annotation: {annotation:?}, --isolation: {:?}, config default: {default:?})",
-            args.isolation
+            "cannot create container {id}: this isola-runtime was built without the vm level \
+             (it is the runner inside a guest)"
         ),
     }
 }

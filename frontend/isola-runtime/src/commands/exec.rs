@@ -59,7 +59,7 @@ pub fn exec(runner: &Runner, args: Exec) -> Result<i32> {
 }
 
 /// `UID[:GID]`, numeric as in runc.
-fn parse_user(s: &str) -> Result<(Option<u32>, Option<u32>)> {
+pub fn parse_user(s: &str) -> Result<(Option<u32>, Option<u32>)> {
     let (uid, gid) = match s.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (s, None),

@@ -13,6 +13,8 @@ mod run;
 mod simple;
 mod spec;
 mod update;
+#[cfg(feature = "vm")]
+mod vm;
 mod wait;
 
 use anyhow::{bail, Context, Result};
@@ -32,6 +34,12 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Runner::new(&cli.root)
             .with_context(|| format!("cannot use state root {}", cli.root.display()))
     };
+    #[cfg(feature = "vm")]
+    if !matches!(cli.command, Command::Spec(_) | Command::Features) {
+        if let Some(code) = vm::dispatch(&cli, &runner()?)? {
+            return Ok(code);
+        }
+    }
     match cli.command {
         Command::Spec(args) => spec::spec(args),
         Command::Features => features::features(),
@@ -48,5 +56,9 @@ pub fn dispatch(cli: Cli) -> Result<i32> {
         Command::Update(args) => update::update(&runner()?, args),
         Command::Events(args) => events::events(&runner()?, args),
         Command::List(args) => list::list(&runner()?, args),
+        #[cfg(feature = "vm")]
+        Command::VmShim(_) | Command::VmExecShim(_) => {
+            bail!("internal error: a shim command was not dispatched")
+        }
     }
 }

@@ -14,6 +14,47 @@ use serde_json::{json, Value};
 /// Our binary.
 pub const RUNTIME: &str = env!("CARGO_BIN_EXE_isola-runtime");
 
+/// Set to `vm` for a run whose bundles all ask for the vm level.
+pub const LEVELS_ENV: &str = "ISOLA_TEST_LEVELS";
+
+/// Whether this run's bundles ask for the vm level (the re-run of a test
+/// binary by [`rerun_at_the_vm_level`]); else they run at the process level.
+pub fn at_vm() -> bool {
+    std::env::var(LEVELS_ENV).as_deref() == Ok("vm")
+}
+
+/// The same tests again at the vm level, in this very binary, with the same
+/// assertions: here when this host's KVM runs Linux guests, else inside the
+/// nested test host. Never skipped: a host that can do neither fails here.
+/// `me` is the calling test, which the re-run leaves out.
+pub fn rerun_at_the_vm_level(me: &str) {
+    if at_vm() {
+        return;
+    }
+    let exe = std::env::current_exe().expect("this test binary");
+    let args = ["--skip", me, "--test-threads=1"];
+    let mut command = match isola_vmm::host_check::kvm_capability() {
+        isola_vmm::host_check::KvmCapability::Hardware => {
+            let mut c = Command::new(&exe);
+            c.env(LEVELS_ENV, "vm");
+            c
+        }
+        isola_vmm::host_check::KvmCapability::NoHardware(why) => {
+            eprintln!("note: {why}; the vm-level run goes inside the nested test host");
+            let mut c = Command::new(Path::new(RUNTIME).with_file_name("isola-testhost"));
+            // A hung test fails with the console's tail instead of eating
+            // CI's whole budget.
+            c.args(["--mem", "6144", "--time-limit", "1800", "-e"])
+                .arg(format!("{LEVELS_ENV}=vm"))
+                .arg("--")
+                .arg(&exe);
+            c
+        }
+    };
+    let status = command.args(args).status().expect("run the vm-level tests");
+    assert!(status.success(), "the vm-level run failed: {status}");
+}
+
 /// Where each test's files go; removed when the test's `Env` drops.
 fn scratch() -> PathBuf {
     PathBuf::from("/tmp/isola-runtime-tests")
@@ -189,6 +230,9 @@ impl Bundle {
         config["root"]["readonly"] = json!(false);
         config["process"]["args"] = json!(args);
         config["linux"]["cgroupsPath"] = json!(format!("/isola-test/{id}"));
+        if at_vm() {
+            config["annotations"] = json!({"io.isola.isolation": "vm"});
+        }
         let b = Self { dir, config };
         b.save();
         b

@@ -1,0 +1,273 @@
+//! The vm level for OCI runtime callers (podman, containerd's runc shim,
+//! `isola-runtime run`): the caller's bundle runs in a microVM of its own,
+//! by the same sandbox, agent protocol and in-guest runner as `isola run
+//! --isolation=vm`; only where the rootfs comes from differs (the caller's
+//! directory, shared over virtio-fs, instead of the image's EROFS disk).
+//!
+//! Each container has a directory under the runtime's state root, next to
+//! the runner's, holding [`record::VmRecord`], the vsock bridge, the
+//! virtiofsd sockets and the shim's control socket. Its shim (see
+//! [`shim`]) is the process `create` names in `--pid-file`.
+
+pub mod control;
+pub mod exec;
+pub mod guest_bundle;
+pub mod record;
+pub mod shim;
+pub mod spawn;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use isola_container::{ContainerState, Status};
+use isola_protocol::Request;
+use rustix::process::{kill_process, Pid, Signal};
+use serde_json::Value;
+
+use crate::atomic;
+use crate::error::{Error, Result};
+use crate::vm::agent::agent_error;
+use crate::vm::connect_agent;
+use record::{Phase, VmRecord};
+
+/// How long `kill` waits for the agent to take a signal.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The container `id`'s directory under the state root.
+pub fn container_dir(root: &Path, id: &str) -> Result<PathBuf> {
+    isola_container::validate_id(id)?;
+    Ok(root.join(id))
+}
+
+/// Whether `id` is a vm-level container of this state root.
+pub fn is_vm(root: &Path, id: &str) -> bool {
+    container_dir(root, id).is_ok_and(|d| VmRecord::path(&d).exists())
+}
+
+fn load(root: &Path, id: &str) -> Result<(PathBuf, VmRecord)> {
+    let dir = container_dir(root, id)?;
+    match VmRecord::load(&dir) {
+        Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Err(Error::NotFound(id.to_owned()))
+        }
+        other => other.map(|r| (dir, r)),
+    }
+}
+
+/// What `create` needs besides the bundle.
+#[derive(Debug)]
+pub struct CreateRequest<'a> {
+    pub root: &'a Path,
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub console_socket: Option<&'a Path>,
+    pub pid_file: Option<&'a Path>,
+}
+
+/// Creates the container: boots its VM and creates the container there
+/// through a shim (`shim` is the command that runs [`shim::run`]; its
+/// arguments are appended). Returns the shim, the caller's child.
+pub fn create(request: &CreateRequest, mut shim: Command) -> Result<Child> {
+    let id = request.id;
+    let dir = container_dir(request.root, id)?;
+    let bundle = std::fs::canonicalize(request.bundle).map_err(Error::io(request.bundle))?;
+    // Bad bundles are refused before anything exists or boots.
+    guest_bundle::prepare(&bundle)?;
+    let annotations = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        .and_then(|v| serde_json::from_value(v.get("annotations")?.clone()).ok());
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Error::Invalid(format!("container {id} already exists")))
+        }
+        Err(e) => return Err(Error::io(&dir)(e)),
+    }
+    let made = (|| {
+        VmRecord {
+            id: id.to_owned(),
+            bundle: bundle.clone(),
+            phase: Phase::Creating,
+            shim_pid: 0,
+            shim_start_time: 0,
+            created: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            annotations,
+        }
+        .save(&dir)?;
+        shim.arg(id).arg("--bundle").arg(&bundle);
+        if let Some(socket) = request.console_socket {
+            shim.arg("--console-socket").arg(socket);
+            // The container's stdio is the terminal: the caller's own
+            // stdio must not be held open by the shim (a caller reading it
+            // to its end would wait for the container), as runc's init
+            // does not hold it either.
+            shim.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        }
+        let child = spawn::spawn(shim, "created")?;
+        if let Some(pid_file) = request.pid_file {
+            atomic::write(pid_file, child.id().to_string().as_bytes())?;
+        }
+        Ok(child)
+    })();
+    if made.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    made
+}
+
+/// Lets the created container's process run.
+pub fn start(root: &Path, id: &str) -> Result<()> {
+    let (dir, record) = load(root, id)?;
+    match record.status() {
+        Status::Created => control::request(&dir, "start"),
+        other => Err(Error::Invalid(format!(
+            "cannot start container {id}: it is {other}, not created"
+        ))),
+    }
+}
+
+pub fn state(root: &Path, id: &str) -> Result<ContainerState> {
+    Ok(load(root, id)?.1.state())
+}
+
+/// Every vm-level container under the state root.
+pub fn list(root: &Path) -> Vec<ContainerState> {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| VmRecord::load(&e.path()).ok())
+        .map(|r| r.state())
+        .collect()
+}
+
+/// Sends `signal` to the container's init (with `all`, to all its
+/// processes) through its guest's agent. A KILL the agent cannot deliver
+/// (a hung guest) ends the shim, and with it the VM.
+pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
+    let (dir, record) = load(root, id)?;
+    match record.status() {
+        Status::Created | Status::Running => {}
+        other => {
+            return Err(Error::Invalid(format!(
+                "cannot signal container {id}: it is {other}"
+            )))
+        }
+    }
+    let sent = (|| {
+        let mut agent = connect_agent(&dir)?;
+        agent
+            .stream()
+            .set_read_timeout(Some(SIGNAL_TIMEOUT))
+            .map_err(Error::io(&dir))?;
+        agent
+            .expect_ok(Request::SignalContainer {
+                id: id.to_owned(),
+                signal: signal.to_owned(),
+                all,
+            })
+            .map_err(agent_error)
+    })();
+    match sent {
+        Err(e) if is_kill(signal) => {
+            tracing::warn!("the guest did not take SIGKILL ({e}); stopping the VM");
+            end_shim(&record);
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn is_kill(signal: &str) -> bool {
+    matches!(
+        signal
+            .trim_start_matches("SIG")
+            .to_ascii_uppercase()
+            .as_str(),
+        "KILL" | "9"
+    )
+}
+
+/// Kills the shim (the VM goes with it) and waits for it to be gone.
+fn end_shim(record: &VmRecord) {
+    if !record.shim_alive() {
+        return;
+    }
+    if let Some(pid) = Pid::from_raw(record.shim_pid) {
+        let _ = kill_process(pid, Signal::KILL);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while record.shim_alive() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Removes the container; a running one only with `force` (it is killed).
+pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
+    let (dir, record) = match load(root, id) {
+        // An unreadable record names no shim to end; the shim ends by
+        // itself once its directory is gone.
+        Err(e @ Error::CorruptState { .. }) if force => {
+            tracing::warn!("deleting container {id} despite its record: {e}");
+            let dir = container_dir(root, id)?;
+            return std::fs::remove_dir_all(&dir).map_err(Error::io(&dir));
+        }
+        other => other?,
+    };
+    if record.status() == Status::Running && !force {
+        return Err(Error::Invalid(format!(
+            "cannot delete container {id}: it is running; stop it first or use --force"
+        )));
+    }
+    end_shim(&record);
+    std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))
+}
+
+/// `exec`: starts `process` in the running container. Detached, an exec
+/// shim (`shim`, see [`exec::run_shim`]) holds the process and is
+/// returned; otherwise this waits and returns the process's status.
+pub fn exec(
+    root: &Path,
+    id: &str,
+    process: &Value,
+    console_socket: Option<&Path>,
+    detach: Option<(Command, Option<&Path>)>,
+) -> Result<i32> {
+    let (dir, record) = load(root, id)?;
+    if record.status() != Status::Running {
+        return Err(Error::Invalid(format!(
+            "cannot exec in container {id}: it is {}, not running",
+            record.status()
+        )));
+    }
+    let Some((mut shim, pid_file)) = detach else {
+        return exec::start(&dir, id, process, console_socket)?.wait();
+    };
+    shim.arg(id).arg("--process-json").arg(process.to_string());
+    if let Some(socket) = console_socket {
+        shim.arg("--console-socket").arg(socket);
+        // As for the container's own terminal (see `create`).
+        shim.stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+    }
+    let child = spawn::spawn(shim, "started")?;
+    if let Some(pid_file) = pid_file {
+        atomic::write(pid_file, child.id().to_string().as_bytes())?;
+    }
+    Ok(0)
+}
+
+/// Refuses a verb the vm level does not have (the guest's processes and
+/// cgroups are not the host's to list, freeze or resize).
+pub fn unsupported(id: &str, verb: &str) -> Error {
+    Error::Invalid(format!(
+        "{verb} is not available for container {id}: it runs at the vm level"
+    ))
+}
