@@ -161,6 +161,27 @@ fn kill_9_and_delete_force_of_a_running_container() {
 }
 
 #[test]
+fn the_containers_process_killed_from_outside_is_stopped_and_deleted() {
+    let env = Env::new("killed");
+    let id = env.id("c");
+    let b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
+    env.start_detached(&id, &b);
+    // The pid the caller knows: the init at the process level, the shim
+    // holding the VM (the VMM) at the vm level.
+    let pid = env.state(&id)["pid"].as_i64().expect("pid") as i32;
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    env.wait_status(&id, "stopped");
+    env.ok(&["delete", &id]);
+    assert!(env.listed().is_empty());
+    assert!(!env.root.join(&id).exists());
+    wait_for(|| !std::path::Path::new(&format!("/proc/{pid}")).exists() || is_zombie(pid as i64));
+}
+
+#[test]
 fn a_container_whose_init_died_is_stopped() {
     let env = Env::new("init-died");
     let id = env.id("c");

@@ -169,7 +169,7 @@ fn podman_exec_and_stop() {
         &name,
         "sh",
         "-c",
-        "echo exec ok; cat /proc/1/comm; exit 4",
+        "echo exec ok; cat /proc/1/comm; echo x > /made-by-exec; exit 4",
     ]);
     assert_eq!(
         out.status.code(),
@@ -200,6 +200,15 @@ fn podman_exec_and_stop() {
         text(&out).trim(),
         "exited 0",
         "the trap's exit 0 means TERM reached it"
+    );
+
+    // What the container wrote is in podman's layer, at both levels (the
+    // vm level shares podman's rootfs directory with the guest).
+    let out = p.podman(&["diff", &name]);
+    assert!(
+        text(&out).lines().any(|l| l == "A /made-by-exec"),
+        "diff: {}",
+        text(&out)
     );
 
     let out = p.podman(&["rm", &name]);
