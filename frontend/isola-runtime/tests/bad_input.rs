@@ -138,3 +138,63 @@ fn operations_on_a_container_that_does_not_exist() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid signal"));
 }
+
+/// At the vm level, what a guest cannot be given is refused before any VM
+/// boots (so on any host, whatever its KVM), with nothing left behind.
+#[test]
+fn vm_level_bundles_a_guest_cannot_have_are_refused_before_any_vm() {
+    let env = Env::new("bad-vm");
+    let vm = || json!({"io.isola.isolation": "vm"});
+
+    let id = env.id("json");
+    let mut b = Bundle::busybox(&env, &id, &["true"]);
+    b.set("/annotations", vm());
+    std::fs::write(
+        b.dir.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"annotations\": {\"io.isola.isolation\": \"vm\"}, ",
+    )
+    .expect("write");
+    create_fails(&env, &id, &b, "malformed bundle config");
+
+    let id = env.id("rootfs");
+    let mut b = Bundle::busybox(&env, &id, &["true"]);
+    b.set("/annotations", vm());
+    std::fs::remove_dir_all(b.dir.join("rootfs")).expect("remove rootfs");
+    create_fails(&env, &id, &b, "rootfs");
+
+    // A device is neither a file to copy in nor a directory to share.
+    let id = env.id("mounts");
+    let mut b = Bundle::busybox(&env, &id, &["true"]);
+    b.set("/annotations", vm());
+    b.set(
+        "/mounts",
+        json!([{"destination": "/null", "type": "bind", "source": "/dev/null", "options": ["bind"]}]),
+    );
+    create_fails(&env, &id, &b, "must be directories");
+
+    // Bound files are copied into the guest; a big one is refused.
+    let big = env.dir.join("big");
+    std::fs::write(&big, vec![0u8; 2 << 20]).expect("big file");
+    b.set(
+        "/mounts",
+        json!([{"destination": "/big", "type": "bind", "source": big, "options": ["bind"]}]),
+    );
+    create_fails(&env, &id, &b, "too large to ship into the guest");
+
+    b.set("/mounts", json!([]));
+    let out = env
+        .cmd()
+        .args(["create", "--preserve-fds", "1", "--bundle"])
+        .arg(&b.dir)
+        .arg(&id)
+        .output()
+        .expect("run create");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--preserve-fds is not available"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(env.listed().is_empty());
+    assert!(!env.root.join(&id).exists());
+}
