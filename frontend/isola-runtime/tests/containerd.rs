@@ -1,5 +1,7 @@
 //! containerd 1.6's runc shim (io.containerd.runc.v2) drives our binary as
 //! its runc, through `ctr`, against a private containerd this test starts.
+//! Every test runs at the process level, then again with the same
+//! assertions at the vm level (`ctr run --annotation io.isola.isolation=vm`).
 
 mod common;
 
@@ -7,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{make_busybox_rootfs, Env, RUNTIME};
+use common::{at_vm, make_busybox_rootfs, Env, RUNTIME};
 
 struct Containerd {
     child: Child,
@@ -92,6 +94,9 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.b
             "--env",
             "PATH=/bin",
         ];
+        if at_vm() {
+            args.extend(["--annotation", "io.isola.isolation=vm"]);
+        }
         args.extend(extra);
         args.push(path_str(&self.rootfs));
         args.push(id);
@@ -116,6 +121,11 @@ fn path_str(p: &Path) -> &str {
 
 fn text(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn the_same_tests_at_the_vm_level() {
+    common::rerun_at_the_vm_level("the_same_tests_at_the_vm_level");
 }
 
 #[test]
@@ -172,18 +182,30 @@ fn ctr_exec_kill_delete() {
     assert_eq!(text(&out), "exec ok\n");
 
     let out = c.ctr(&["task", "pause", &id]);
-    assert!(
-        out.status.success(),
-        "pause: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text(&c.ctr(&["task", "list"])).contains("PAUSED"));
-    let out = c.ctr(&["task", "resume", &id]);
-    assert!(
-        out.status.success(),
-        "resume: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    if at_vm() {
+        // The guest's cgroups are not the host's to freeze: refused, and
+        // the task runs on.
+        assert!(!out.status.success(), "pause of a vm-level task succeeded");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("runs at the vm level"),
+            "pause: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text(&c.ctr(&["task", "list"])).contains("RUNNING"));
+    } else {
+        assert!(
+            out.status.success(),
+            "pause: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(text(&c.ctr(&["task", "list"])).contains("PAUSED"));
+        let out = c.ctr(&["task", "resume", &id]);
+        assert!(
+            out.status.success(),
+            "resume: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     let out = c.ctr(&["task", "kill", "--signal", "SIGTERM", &id]);
     assert!(
