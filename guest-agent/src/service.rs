@@ -118,6 +118,9 @@ pub fn handle(req: Request) -> Outcome {
         Request::SignalContainer { id, signal, all } => {
             from_result(container::signal(&id, &signal, all))
         }
+        Request::SignalProcess { key, signal } => {
+            from_result(container::signal_process(&key, signal))
+        }
         Request::ResizeTerminal { key, rows, cols } => {
             from_result(container::resize(&key, rows, cols))
         }

@@ -128,6 +128,13 @@ pub enum Request {
         #[serde(default)]
         all: bool,
     },
+    /// Send signal `signal` (a number) to one process: an exec, whose host
+    /// side was signalled (podman's exec timeouts, containerd's exec kill).
+    SignalProcess {
+        #[serde(flatten)]
+        key: ProcessKey,
+        signal: i32,
+    },
     /// Set the size of a process's terminal.
     ResizeTerminal {
         #[serde(flatten)]

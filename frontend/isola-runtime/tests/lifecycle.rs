@@ -182,6 +182,75 @@ fn the_containers_process_killed_from_outside_is_stopped_and_deleted() {
 }
 
 #[test]
+fn a_created_container_ends_on_kill() {
+    let env = Env::new("kill-created");
+    let id = env.id("c");
+    let b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
+    env.create(&id, &b);
+    // Its init is the pid namespace's init, waiting for `start`: a signal
+    // it has no handler for does nothing, at both levels; KILL ends it.
+    env.ok(&["kill", &id, "TERM"]);
+    assert_eq!(env.status(&id), "created");
+    env.ok(&["kill", &id, "KILL"]);
+    env.wait_status(&id, "stopped");
+    // A stopped container takes no signal.
+    assert!(!env.rt(&["kill", &id, "TERM"]).status.success());
+    env.ok(&["delete", &id]);
+    assert!(env.listed().is_empty());
+}
+
+#[test]
+fn a_detached_exec_is_signalled_through_its_pid_file() {
+    let env = Env::new("exec-signal");
+    let id = env.id("c");
+    let b = Bundle::busybox(&env, &id, &["sleep", "1000"]);
+    env.start_detached(&id, &b);
+    let process = json!({
+        "args": ["sh", "-c", "trap 'exit 3' TERM; while true; do sleep 0.1; done"],
+        "env": ["PATH=/bin"],
+        "cwd": "/",
+        "user": {"uid": 0, "gid": 0},
+        "terminal": false
+    });
+    let pfile = b.dir.join("process.json");
+    std::fs::write(&pfile, process.to_string()).expect("process.json");
+    let pid_file = b.dir.join("exec.pid");
+    let status = env
+        .cmd()
+        .args(["exec", "--detach", "--pid-file"])
+        .arg(&pid_file)
+        .arg("--process")
+        .arg(&pfile)
+        .arg(&id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(b.dir.join("exec.out")).expect("file"))
+        .stderr(std::fs::File::create(b.dir.join("exec.err")).expect("file"))
+        .status()
+        .expect("exec --detach");
+    assert!(
+        status.success(),
+        "exec --detach: {}",
+        std::fs::read_to_string(b.dir.join("exec.err")).unwrap_or_default()
+    );
+    let listed = |env: &Env| env.ok(&["exec", &id, "ps", "-o", "args"]);
+    wait_for(|| listed(&env).contains("trap"));
+    // The pid the caller knows: the process at the process level, its exec
+    // shim at the vm level; either way the process gets the signal.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .parse()
+        .expect("a pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal the exec");
+    wait_for(|| !listed(&env).contains("trap"));
+    env.ok(&["delete", "--force", &id]);
+}
+
+#[test]
 fn a_container_whose_init_died_is_stopped() {
     let env = Env::new("init-died");
     let id = env.id("c");

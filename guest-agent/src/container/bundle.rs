@@ -286,9 +286,40 @@ pub fn remove(id: &str) {
             unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
         }
     }
-    if let Err(e) = fs::remove_dir_all(&dir) {
+    if let Err(e) = remove_on_one_filesystem(&dir) {
         tracing::warn!("removing {}: {e}", dir.display());
     }
+}
+
+/// Removes `dir` and everything under it on its own filesystem, and never
+/// goes into another mount: a shared root or a volume whose unmount failed
+/// is the host's data, seen through virtio-fs.
+fn remove_on_one_filesystem(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::symlink_metadata(dir)?.dev();
+    fn remove(path: &Path, dev: u64) -> std::io::Result<()> {
+        let meta = fs::symlink_metadata(path)?;
+        if !meta.is_dir() {
+            return fs::remove_file(path);
+        }
+        if meta.dev() != dev {
+            return Err(std::io::Error::other(format!(
+                "{} is still a mount; left alone",
+                path.display()
+            )));
+        }
+        let mut first_error = None;
+        for entry in fs::read_dir(path)? {
+            if let Err(e) = entry.and_then(|e| remove(&e.path(), dev)) {
+                first_error.get_or_insert(e);
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => fs::remove_dir(path),
+        }
+    }
+    remove(dir, dev)
 }
 
 /// Whether the container's cgroup (v2, where the runner put it) saw the OOM
@@ -398,5 +429,24 @@ mod tests {
                 "{image:?} {share:?} {scratch:?}"
             );
         }
+    }
+
+    #[test]
+    fn removal_never_goes_into_a_mount_left_under_the_container() {
+        let dir = std::env::temp_dir().join(format!("isola-agent-rm-{}", std::process::id()));
+        let mounted = dir.join("rootfs");
+        fs::create_dir_all(&mounted).unwrap();
+        fs::write(dir.join("config.json"), b"{}").unwrap();
+        // Stands for the host's rootfs, shared over virtio-fs.
+        sys::mount("tmpfs", &mounted.to_string_lossy(), "tmpfs", 0, None).unwrap();
+        fs::write(mounted.join("precious"), b"host data").unwrap();
+        assert!(remove_on_one_filesystem(&dir).is_err());
+        assert_eq!(fs::read(mounted.join("precious")).unwrap(), b"host data");
+        assert!(!dir.join("config.json").exists());
+        let c = std::ffi::CString::new(mounted.to_string_lossy().as_bytes()).unwrap();
+        // SAFETY: umount2 with a NUL-terminated path that outlives the call.
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+        remove_on_one_filesystem(&dir).unwrap();
+        assert!(!dir.exists());
     }
 }

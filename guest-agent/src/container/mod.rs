@@ -523,6 +523,28 @@ pub fn signal(id: &str, signal: &str, all: bool) -> Result<Response, String> {
     Ok(Response::Ok)
 }
 
+pub fn signal_process(key: &ProcessKey, signal: i32) -> Result<Response, String> {
+    if !(1..=64).contains(&signal) {
+        return Err(format!("invalid signal {signal}"));
+    }
+    let pid = with_table(|t| {
+        let p = t.get(key).ok_or_else(|| format!("no process {key:?}"))?;
+        match (p.pid, p.exit) {
+            (Some(pid), None) => Ok(pid),
+            _ => Err(format!("{key:?} is not running")),
+        }
+    })?;
+    // SAFETY: kill takes plain integers and touches no memory of ours. (The
+    // pid is the process's until its waiter records the exit.)
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        return Err(format!(
+            "signalling {key:?}: {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(Response::Ok)
+}
+
 pub fn resize(key: &ProcessKey, rows: u16, cols: u16) -> Result<Response, String> {
     with_table(|t| {
         let p = t

@@ -124,6 +124,19 @@ pub fn run_shim(
     };
     let _ = writeln!(report, "started");
     drop(report);
+    // The caller knows this shim's pid as the process's (podman's exec
+    // timeouts, containerd's exec kill): what it sends goes to the process.
+    let signal = running.vm.signaller();
+    match signal_hook::iterator::Signals::new(super::shim::forwarded_signals()) {
+        Ok(mut signals) => {
+            std::thread::spawn(move || {
+                for s in signals.forever() {
+                    signal(s);
+                }
+            });
+        }
+        Err(e) => tracing::warn!("cannot forward signals to the process: {e}"),
+    }
     match running.wait() {
         Ok(code) => code,
         Err(e) => {

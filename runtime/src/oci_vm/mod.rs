@@ -22,7 +22,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use isola_container::{ContainerState, Status};
-use isola_protocol::Request;
+use isola_protocol::{Request, Response};
 use rustix::process::{kill_process, Pid, Signal};
 use serde_json::Value;
 
@@ -153,34 +153,49 @@ pub fn list(root: &Path) -> Vec<ContainerState> {
 pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let (dir, record) = load(root, id)?;
     match record.status() {
-        Status::Created | Status::Running => {}
-        other => {
+        Status::Running => {}
+        // Its process does not run in the guest yet: the shim ends it.
+        Status::Created => return control::request(&dir, &format!("kill {signal}")),
+        // As runc: --all of a stopped container is no error.
+        Status::Stopped if all => return Ok(()),
+        // containerd's shim recognises runc's words.
+        _ => {
             return Err(Error::Invalid(format!(
-                "cannot signal container {id}: it is {other}"
+                "cannot signal container {id}: container not running"
             )))
         }
     }
-    let sent = (|| {
-        let mut agent = connect_agent(&dir)?;
+    let reached = connect_agent(&dir).and_then(|mut agent| {
         agent
             .stream()
             .set_read_timeout(Some(SIGNAL_TIMEOUT))
             .map_err(Error::io(&dir))?;
-        agent
-            .expect_ok(Request::SignalContainer {
-                id: id.to_owned(),
-                signal: signal.to_owned(),
-                all,
-            })
-            .map_err(agent_error)
-    })();
-    match sent {
+        Ok(agent.call(Request::SignalContainer {
+            id: id.to_owned(),
+            signal: signal.to_owned(),
+            all,
+        }))
+    });
+    match reached {
+        Ok(Ok(Response::Ok)) => Ok(()),
+        // The agent answered: its refusal is the answer.
+        Ok(Err(e @ isola_protocol::ClientError::Agent(_))) => Err(agent_error(e)),
+        Ok(Ok(other)) => Err(Error::Vm(format!(
+            "unexpected answer from the guest agent: {other:?}"
+        ))),
+        // Unreachable or silent: a hung guest.
         Err(e) if is_kill(signal) => {
-            tracing::warn!("the guest did not take SIGKILL ({e}); stopping the VM");
+            tracing::warn!("the guest is unreachable ({e}); stopping its VM");
             end_shim(&record);
             Ok(())
         }
-        other => other,
+        Ok(Err(e)) if is_kill(signal) => {
+            tracing::warn!("the guest did not take SIGKILL ({e}); stopping its VM");
+            end_shim(&record);
+            Ok(())
+        }
+        Err(e) => Err(e),
+        Ok(Err(e)) => Err(agent_error(e)),
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Phase {
     /// The container exists in the guest; its process waits for `start`.
     Created,
     Running,
+    /// The container has ended; the shim is draining its output and
+    /// stopping the VM.
+    Stopped,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +75,7 @@ impl VmRecord {
     pub fn status(&self) -> Status {
         match self.phase {
             Phase::Creating if self.shim_pid == 0 => Status::Creating,
+            Phase::Stopped => Status::Stopped,
             _ if !self.shim_alive() => Status::Stopped,
             Phase::Creating => Status::Creating,
             Phase::Created => Status::Created,

@@ -180,15 +180,54 @@ impl Shim {
             let Ok((stream, _)) = self.listener.accept() else {
                 continue;
             };
-            let outcome = match control::read_request(&stream).as_deref() {
-                Some("start") if exited.is_some() => {
-                    Err(Error::Invalid("the container has already started".into()))
+            let request = control::read_request(&stream).unwrap_or_default();
+            let mut words = request.split_whitespace();
+            match (words.next(), words.next()) {
+                (Some("start"), None) if exited.is_some() => control::reply(
+                    &stream,
+                    &Err(Error::Invalid("the container has already started".into())),
+                ),
+                (Some("start"), None) => match self.start() {
+                    Ok(rx) => {
+                        exited = Some(rx);
+                        control::reply(&stream, &Ok(()));
+                    }
+                    Err(e) => {
+                        // The guest removed the container: nothing is left
+                        // to start, and the caller must see it end.
+                        control::reply(&stream, &Err(Error::Vm(e.to_string())));
+                        break Ended {
+                            code: 1,
+                            oom_killed: Some(false),
+                            error: Some(format!("the start failed: {e}")),
+                        };
+                    }
+                },
+                // A created container's process does not run yet in the
+                // guest. runc's waiting init is its pid namespace's init,
+                // which only KILL ends; so here: KILL stops the VM, other
+                // signals do nothing.
+                (Some("kill"), Some(signal)) if exited.is_none() => {
+                    control::reply(&stream, &Ok(()));
+                    if signal_number(signal) == 9 {
+                        break Ended {
+                            code: 137,
+                            oom_killed: Some(false),
+                            error: None,
+                        };
+                    }
+                    tracing::debug!("signal {signal} to a created container: ignored");
                 }
-                Some("start") => self.start().map(|rx| exited = Some(rx)),
-                other => Err(Error::Invalid(format!("unknown shim request {other:?}"))),
-            };
-            control::reply(&stream, &outcome);
+                _ => control::reply(
+                    &stream,
+                    &Err(Error::Invalid(format!("unknown shim request {request:?}"))),
+                ),
+            }
         };
+        self.record.phase = Phase::Stopped;
+        if let Err(e) = self.record.save(&self.dir) {
+            tracing::warn!("recording the end: {e}");
+        }
         if let Some(why) = &ended.error {
             tracing::error!("container {}: {why}", self.key.id);
         }
@@ -226,13 +265,61 @@ impl Shim {
     }
 }
 
+/// The signal `name` (`TERM`, `SIGTERM`, `15`) as a number; 0 for one
+/// this does not know.
+fn signal_number(name: &str) -> i32 {
+    if let Ok(n) = name.parse::<i32>() {
+        return n;
+    }
+    let known = [
+        ("HUP", 1),
+        ("INT", 2),
+        ("QUIT", 3),
+        ("KILL", 9),
+        ("USR1", 10),
+        ("USR2", 12),
+        ("ALRM", 14),
+        ("TERM", 15),
+    ];
+    let name = name.trim_start_matches("SIG").to_ascii_uppercase();
+    known
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map_or(0, |(_, number)| *number)
+}
+
+/// The signals a caller may send the pid it knows as the container's (all
+/// but those the shim cannot or must not take: KILL, STOP, the faults,
+/// CHLD, PIPE, WINCH, URG).
+pub(crate) fn forwarded_signals() -> Vec<i32> {
+    use signal_hook::consts::*;
+    let mut all = vec![
+        SIGHUP,
+        SIGINT,
+        SIGQUIT,
+        SIGUSR1,
+        SIGUSR2,
+        SIGTERM,
+        SIGALRM,
+        SIGTSTP,
+        SIGTTIN,
+        SIGTTOU,
+        SIGXCPU,
+        SIGXFSZ,
+        SIGVTALRM,
+        SIGPROF,
+        SIGIO,
+        libc::SIGPWR,
+        SIGSYS,
+    ];
+    all.extend(libc::SIGRTMIN()..=libc::SIGRTMAX());
+    all
+}
+
 /// A signal sent to the shim, whose pid the caller knows as the container's,
 /// goes to the container, as it would to runc's init.
 fn forward_signals(dir: &Path, id: &str) {
-    use signal_hook::consts::{SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
-    let Ok(mut signals) =
-        signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGUSR2])
-    else {
+    let Ok(mut signals) = signal_hook::iterator::Signals::new(forwarded_signals()) else {
         tracing::warn!("cannot forward signals to the container");
         return;
     };

@@ -23,6 +23,8 @@ use crate::error::{Error, Result};
 #[derive(Debug)]
 pub struct VmExec {
     key: ProcessKey,
+    /// The container's directory, to reach the agent.
+    dir: std::path::PathBuf,
     waiter: Waiter,
     /// The container's directory, to reach the agent with terminal
     /// resizes; only with a terminal.
@@ -42,6 +44,9 @@ impl std::fmt::Debug for Waiter {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// How long a process's output may keep flowing after its status is known.
+const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Starts `process` (an OCI process JSON) in container `id`, whose VM's
 /// directory is `dir`. Returns the local end of its terminal, if it has one,
 /// and the handle to wait for it.
@@ -52,8 +57,13 @@ pub fn exec(
     tty: bool,
     size: Option<(u16, u16)>,
 ) -> Result<(Option<OwnedFd>, VmExec)> {
+    // Unique in the guest even when a host pid comes back: the agent keeps
+    // ended processes' statuses.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
     let exec_id = format!(
-        "{}-{}",
+        "{}-{nanos}-{}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
@@ -122,6 +132,7 @@ pub fn exec(
         terminal,
         VmExec {
             key,
+            dir: dir.to_path_buf(),
             waiter: Waiter(waiter),
             resize_dir: tty.then(|| dir.to_path_buf()),
             outputs,
@@ -153,6 +164,24 @@ impl VmExec {
         }))
     }
 
+    /// A function that sends a signal (a number) to the process.
+    pub fn signaller(&self) -> impl Fn(i32) + Send + 'static {
+        let (dir, key) = (self.dir.clone(), self.key.clone());
+        move |signal| {
+            let sent = connect_agent(&dir).and_then(|mut agent| {
+                agent
+                    .expect_ok(Request::SignalProcess {
+                        key: key.clone(),
+                        signal,
+                    })
+                    .map_err(agent_error)
+            });
+            if let Err(e) = sent {
+                tracing::warn!("signal {signal} not passed to the process: {e}");
+            }
+        }
+    }
+
     pub fn wait(mut self) -> Result<i32> {
         let reply = self
             .waiter
@@ -162,8 +191,13 @@ impl VmExec {
             })
             .map_err(agent_error)?;
         tracing::debug!(?reply, "the agent says the process ended");
+        // A background child in the guest may hold the streams open after
+        // the process ended; its status must not wait for that.
+        let deadline = std::time::Instant::now() + DRAIN_TIMEOUT;
         for output in self.outputs.drain(..) {
-            let _ = output.join();
+            while !output.is_finished() && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
         }
         tracing::debug!("its output streams ended");
         match reply {

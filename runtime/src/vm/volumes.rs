@@ -83,6 +83,18 @@ pub fn volumes(spec: &oci_spec::runtime::Spec, shipped: Shipped) -> Result<Vec<V
     Ok(out)
 }
 
+/// Where the virtiofsd processes of a container write their messages.
+pub const DAEMON_LOG: &str = "virtiofsd.log";
+
+fn daemon_log(dir: &Path) -> Result<std::fs::File> {
+    let path = dir.join(DAEMON_LOG);
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(Error::io(path))
+}
+
 /// The virtiofsd binary, or a clear error before any VM boots.
 pub fn daemon_binary() -> Result<PathBuf> {
     assets::default_virtiofsd().ok_or_else(|| {
@@ -138,7 +150,10 @@ impl FsDaemons {
                 ])
                 .args(["--log-level", "error"])
                 .stdin(Stdio::null())
-                .stdout(Stdio::null());
+                .stdout(Stdio::null())
+                // Not our stderr: at the OCI runtime's vm level that is the
+                // container's own.
+                .stderr(daemon_log(dir)?);
             if v.read_only {
                 cmd.arg("--readonly");
             }
@@ -163,7 +178,7 @@ impl FsDaemons {
                 if let Ok(Some(status)) = child.try_wait() {
                     return Err(Error::Vm(format!(
                         "virtiofsd for {} exited with {status} before it listened \
-                         (its messages are in the container's supervisor.log)",
+                         (its messages are in the container's {DAEMON_LOG})",
                         shared.display()
                     )));
                 }
