@@ -44,6 +44,27 @@ impl std::fmt::Debug for Waiter {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
+/// A new exec id: 7 base-36 characters, unique in practice even when a
+/// host pid comes back (the agent keeps ended processes' statuses). No
+/// longer: the guest names the exec's console socket after it, and a
+/// socket path (with a 64-character container id) has room for 7.
+fn exec_id() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let mut n = nanos
+        ^ (u64::from(std::process::id()) << 32)
+        ^ u64::from(NEXT.fetch_add(1, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let digits = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    (0..7)
+        .map(|_| {
+            let d = digits[(n % 36) as usize] as char;
+            n /= 36;
+            d
+        })
+        .collect()
+}
+
 /// How long a process's output may keep flowing after its status is known.
 const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
@@ -57,16 +78,7 @@ pub fn exec(
     tty: bool,
     size: Option<(u16, u16)>,
 ) -> Result<(Option<OwnedFd>, VmExec)> {
-    // Unique in the guest even when a host pid comes back: the agent keeps
-    // ended processes' statuses.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let exec_id = format!(
-        "{}-{nanos}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let exec_id = exec_id();
     let key = ProcessKey {
         id: id.to_owned(),
         exec_id: Some(exec_id.clone()),
