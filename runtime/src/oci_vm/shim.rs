@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::liveness;
 use crate::paths::SocketDir;
 use crate::supervisor::{exit_watch, Ended};
-use crate::vm::agent::{agent_error, open_stdio};
+use crate::vm::agent::{agent_error, open_stdio, send};
 use crate::vm::process::{copy_thread, dup};
 use crate::vm::{connect_agent, AgentConn, Sandbox, Volume};
 
@@ -326,15 +326,14 @@ fn forward_signals(dir: &Path, id: &str) {
     let (dir, id) = (dir.to_path_buf(), id.to_owned());
     std::thread::spawn(move || {
         for signal in signals.forever() {
-            let sent = connect_agent(&dir).and_then(|mut agent| {
-                agent
-                    .expect_ok(Request::SignalContainer {
-                        id: id.clone(),
-                        signal: signal.to_string(),
-                        all: false,
-                    })
-                    .map_err(agent_error)
-            });
+            let sent = send(
+                &dir,
+                Request::SignalContainer {
+                    id: id.clone(),
+                    signal: signal.to_string(),
+                    all: false,
+                },
+            );
             if let Err(e) = sent {
                 tracing::warn!("signal {signal} not passed to the container: {e}");
             }
@@ -396,14 +395,14 @@ fn relay_terminal(
             else {
                 continue;
             };
-            let sent = connect_agent(&resize_dir).and_then(|mut c| {
-                c.expect_ok(Request::ResizeTerminal {
+            let sent = send(
+                &resize_dir,
+                Request::ResizeTerminal {
                     key: resize_key.clone(),
                     rows,
                     cols,
-                })
-                .map_err(agent_error)
-            });
+                },
+            );
             if let Err(e) = sent {
                 tracing::debug!("terminal resize not delivered: {e}");
             }

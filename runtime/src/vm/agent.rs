@@ -58,6 +58,12 @@ pub fn open_stdio(dir: &Path, key: &ProcessKey, stream: StdioStream) -> Result<U
     Ok(client.into_stream())
 }
 
+/// Sends one request that is answered `Ok` on a connection of its own
+/// (a signal, a resize: rare, so not worth a held connection).
+pub fn send(dir: &Path, request: Request) -> Result<()> {
+    connect_agent(dir)?.expect_ok(request).map_err(agent_error)
+}
+
 /// An agent's refusal or a broken connection, for the user.
 pub fn agent_error(e: isola_protocol::ClientError) -> Error {
     match e {

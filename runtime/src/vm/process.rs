@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use isola_protocol::{ProcessKey, Request, Response, StdioStream};
 use serde_json::Value;
 
-use super::agent::{agent_error, open_stdio};
+use super::agent::{agent_error, open_stdio, send};
 use super::{connect_agent, AgentConn};
 use crate::error::{Error, Result};
 
@@ -161,15 +161,14 @@ impl VmExec {
         // A connection per resize: resizes are rare, and a connection held
         // for the process's life would be one more the agent serves.
         Some(Box::new(move |rows, cols| {
-            let sent = connect_agent(&dir).and_then(|mut control| {
-                control
-                    .expect_ok(Request::ResizeTerminal {
-                        key: key.clone(),
-                        rows,
-                        cols,
-                    })
-                    .map_err(agent_error)
-            });
+            let sent = send(
+                &dir,
+                Request::ResizeTerminal {
+                    key: key.clone(),
+                    rows,
+                    cols,
+                },
+            );
             if let Err(e) = sent {
                 tracing::debug!("terminal resize not delivered: {e}");
             }
@@ -180,14 +179,13 @@ impl VmExec {
     pub fn signaller(&self) -> impl Fn(i32) + Send + 'static {
         let (dir, key) = (self.dir.clone(), self.key.clone());
         move |signal| {
-            let sent = connect_agent(&dir).and_then(|mut agent| {
-                agent
-                    .expect_ok(Request::SignalProcess {
-                        key: key.clone(),
-                        signal,
-                    })
-                    .map_err(agent_error)
-            });
+            let sent = send(
+                &dir,
+                Request::SignalProcess {
+                    key: key.clone(),
+                    signal,
+                },
+            );
             if let Err(e) = sent {
                 tracing::warn!("signal {signal} not passed to the process: {e}");
             }
