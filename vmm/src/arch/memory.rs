@@ -4,7 +4,8 @@ use std::fs::File;
 use std::os::fd::FromRawFd;
 use std::sync::Arc;
 
-use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap};
+use vm_memory::mmap::MmapRegionError;
+use vm_memory::{FileOffset, GuestAddress, GuestMemoryMmap, GuestRegionMmap, MmapRegion};
 
 use super::layout::{MMIO_HOLE_END, MMIO_HOLE_START};
 
@@ -16,7 +17,14 @@ pub enum MemoryError {
     Mmap(#[from] vm_memory::mmap::FromRangesError),
     #[error("cannot create shared guest memory (memfd): {0}")]
     Memfd(std::io::Error),
+    #[error("cannot map guest memory: {0}")]
+    Region(#[from] MmapRegionError),
+    #[error("cannot assemble guest memory: {0}")]
+    Collection(String),
 }
+
+/// A transparent huge page, and the alignment KVM needs to map one.
+const HUGE_PAGE: usize = 2 << 20;
 
 /// How guest RAM is backed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,7 +58,16 @@ pub fn create_guest_memory(mem_mib: u64, backing: Backing) -> Result<GuestMemory
         .ok_or(MemoryError::BadSize(mem_mib))?;
     let ranges = ram_ranges(bytes);
     match backing {
-        Backing::Anonymous => Ok(GuestMemoryMmap::from_ranges(&ranges)?),
+        Backing::Anonymous => {
+            let mut regions = Vec::new();
+            for (start, len) in ranges {
+                let region = GuestRegionMmap::new(anonymous_ram(len)?, start)
+                    .ok_or_else(|| MemoryError::Collection(format!("region at {start:?}")))?;
+                regions.push(region);
+            }
+            GuestMemoryMmap::from_regions(regions)
+                .map_err(|e| MemoryError::Collection(e.to_string()))
+        }
         Backing::SharedMemfd => {
             let file = Arc::new(memfd(bytes)?);
             let mut offset = 0u64;
@@ -60,6 +77,96 @@ pub fn create_guest_memory(mem_mib: u64, backing: Backing) -> Result<GuestMemory
                 offset += len as u64;
             }
             Ok(GuestMemoryMmap::from_ranges_with_files(with_files)?)
+        }
+    }
+}
+
+/// Private anonymous RAM placed on a 2 MiB boundary and marked for
+/// transparent huge pages.
+///
+/// KVM maps guest memory with 2 MiB pages only where the host address and
+/// the guest address agree modulo 2 MiB (otherwise it falls back to 4 KiB
+/// for the whole slot). Every guest page first touched then costs one
+/// nested-paging fault instead of one per 2 MiB: hundreds more exits at boot,
+/// each very dear when KVM itself is nested (the test host). Our guest
+/// ranges start on 2 MiB boundaries, so the host side must too.
+///
+/// vm-memory maps wherever the kernel puts it and owns the mapping (unmaps
+/// it when the last region goes), which we keep. To steer the kernel, a
+/// 2 MiB-larger reservation is made first and only its aligned middle is
+/// released just before vm-memory's mmap: that middle is then the gap the
+/// kernel's top-down search finds. Another thread's mmap can take the gap
+/// first; the result is checked, and an unaligned region only costs speed.
+fn anonymous_ram(len: usize) -> Result<MmapRegion, MemoryError> {
+    let hole = AlignedHole::carve(len);
+    let region = MmapRegion::new(len)?;
+    let aligned = region.as_ptr() as usize % HUGE_PAGE == 0;
+    drop(hole);
+    if !aligned {
+        tracing::debug!("guest RAM landed off a 2 MiB boundary: 4 KiB pages in KVM");
+    }
+    // SAFETY: the range is the mapping `region` owns; MADV_HUGEPAGE only
+    // changes how the kernel backs it, never its contents.
+    let rc = unsafe { libc::madvise(region.as_ptr().cast(), len, libc::MADV_HUGEPAGE) };
+    if rc != 0 {
+        // THP compiled out or disabled: still correct, only slower.
+        tracing::debug!(
+            "madvise(MADV_HUGEPAGE) on guest RAM: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+    Ok(region)
+}
+
+/// The guard mappings on either side of a released, 2 MiB-aligned gap.
+struct AlignedHole {
+    guards: [(usize, usize); 2],
+}
+
+impl AlignedHole {
+    /// Reserve `len` + 2 MiB of address space, keep the unaligned head and
+    /// tail reserved, and release the aligned `len` in between. `None` if
+    /// the reservation fails (then vm-memory maps wherever it can).
+    fn carve(len: usize) -> Option<Self> {
+        let total = len.checked_add(HUGE_PAGE)?;
+        // SAFETY: a fresh PROT_NONE anonymous mapping at an address the
+        // kernel chooses; it overlaps nothing of ours.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                total,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return None;
+        }
+        let base = base as usize;
+        let start = base.next_multiple_of(HUGE_PAGE);
+        let hole = Self {
+            guards: [
+                (base, start - base),
+                (start + len, base + total - start - len),
+            ],
+        };
+        // SAFETY: [start, start + len) lies inside the reservation made
+        // above, which nothing else uses.
+        unsafe { libc::munmap(start as *mut libc::c_void, len) };
+        Some(hole)
+    }
+}
+
+impl Drop for AlignedHole {
+    fn drop(&mut self) {
+        for (addr, len) in self.guards {
+            if len > 0 {
+                // SAFETY: each guard is a remainder of our own PROT_NONE
+                // reservation, never handed to anyone.
+                unsafe { libc::munmap(addr as *mut libc::c_void, len) };
+            }
         }
     }
 }
@@ -94,6 +201,21 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r[1].0, GuestAddress(1 << 32));
         assert_eq!(r[0].1 as u64 + r[1].1 as u64, 4 << 30);
+    }
+
+    #[test]
+    fn private_ram_sits_on_huge_page_boundaries() {
+        use vm_memory::{GuestMemoryBackend, GuestMemoryRegion};
+        let mem = create_guest_memory(64, Backing::Anonymous).unwrap();
+        let region = mem.iter().next().unwrap();
+        assert_eq!(region.as_ptr() as usize % HUGE_PAGE, 0);
+        assert_eq!(region.len(), 64 << 20);
+        // The guards are gone again: a second VM's memory is as well placed.
+        let again = create_guest_memory(64, Backing::Anonymous).unwrap();
+        assert_eq!(
+            again.iter().next().unwrap().as_ptr() as usize % HUGE_PAGE,
+            0
+        );
     }
 
     #[test]
