@@ -7,7 +7,7 @@
 //!
 //! Lifecycle of a process: created (bundle or process file ready) →
 //! streams attached → started (runner spawned) → exited (status kept for
-//! any later `WaitProcess`).
+//! any later `WaitProcess`, until room is needed: see `make_room`).
 
 mod bundle;
 mod terminal;
@@ -35,6 +35,9 @@ const ENV: &[&str] = &["PATH=/bin:/sbin:/usr/bin:/usr/sbin"];
 /// At most this many processes (live or remembered) per guest.
 const MAX_PROCESSES: usize = 4096;
 
+/// Orders exits, so that the exec that ended first is forgotten first.
+static EXIT_SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 struct Process {
     /// The runner's command line.
     argv: Vec<String>,
@@ -53,6 +56,8 @@ struct Process {
     _notify: Option<OwnedFd>,
     waiting: bool,
     exit: Option<(i32, bool)>,
+    /// When it exited, in `EXIT_SEQ` order.
+    exit_seq: u64,
 }
 
 impl Process {
@@ -98,6 +103,7 @@ fn new_process(argv: Vec<String>, dir: PathBuf, terminal: bool) -> Process {
         _notify: None,
         waiting: false,
         exit: None,
+        exit_seq: 0,
     }
 }
 
@@ -106,12 +112,31 @@ fn insert(key: ProcessKey, process: Process) -> Result<(), String> {
         if t.contains_key(&key) {
             return Err(format!("{key:?} already exists"));
         }
-        if t.len() >= MAX_PROCESSES {
-            return Err("too many processes in this guest".into());
-        }
+        make_room(t, MAX_PROCESSES)?;
         t.insert(key, process);
         Ok(())
     })
+}
+
+/// Keeps the table under `max` entries by forgetting the exec that ended
+/// longest ago, so a guest that runs an exec every few seconds for days (a
+/// healthcheck) never runs out. Live processes (waited for or not) and
+/// containers' inits are never forgotten: a full table of those is refused.
+fn make_room(t: &mut HashMap<ProcessKey, Process>, max: usize) -> Result<(), String> {
+    while t.len() >= max {
+        let oldest = t
+            .iter()
+            .filter(|(k, p)| k.exec_id.is_some() && p.exit.is_some())
+            .min_by_key(|(_, p)| p.exit_seq)
+            .map(|(k, _)| k.clone());
+        match oldest {
+            Some(key) => {
+                t.remove(&key);
+            }
+            None => return Err("too many processes in this guest".into()),
+        }
+    }
+    Ok(())
 }
 
 fn runner_base() -> Vec<String> {
@@ -122,12 +147,18 @@ fn pid_file(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
     dir.join(format!("{}.pid", key.exec_id.as_deref().unwrap_or("init")))
 }
 
-fn console_socket(dir: &std::path::Path, key: &ProcessKey) -> PathBuf {
-    dir.join(format!(
-        "console-{}.sock",
-        key.exec_id.as_deref().unwrap_or("init")
-    ))
+/// Where the runner hands a process's pty master over: a short path of its
+/// own, since a socket path has room for 107 bytes and the container's
+/// directory (a 64-character id) plus an exec id would overrun it.
+fn console_socket(key: &ProcessKey) -> PathBuf {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the same process always hashes to the same path.
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    PathBuf::from(format!("{CONSOLE_DIR}/{:016x}.sock", h.finish()))
 }
+
+const CONSOLE_DIR: &str = "/run/isola-tty";
 
 pub fn create_container(
     id: &str,
@@ -158,11 +189,7 @@ pub fn create_container(
     argv.push(dir.to_string_lossy().into_owned());
     if terminal {
         argv.push("--console-socket".into());
-        argv.push(
-            console_socket(&dir, &init_key(id))
-                .to_string_lossy()
-                .into_owned(),
-        );
+        argv.push(console_socket(&init_key(id)).to_string_lossy().into_owned());
     }
     argv.push(id.to_owned());
     if let Err(e) = insert(init_key(id), new_process(argv, dir, terminal)) {
@@ -200,7 +227,7 @@ pub fn create_exec(
     argv.push(file.to_string_lossy().into_owned());
     if terminal {
         argv.push("--console-socket".into());
-        argv.push(console_socket(&dir, &key).to_string_lossy().into_owned());
+        argv.push(console_socket(&key).to_string_lossy().into_owned());
     }
     argv.push(id.to_owned());
     insert(key, new_process(argv, dir, terminal))?;
@@ -274,7 +301,7 @@ pub fn start(key: &ProcessKey) -> Result<Response, String> {
             p.stderr.take(),
         ))
     })?;
-    let started = spawn(key, &argv, &dir, terminal, stdin, stdout, stderr)
+    let started = spawn(key, &argv, terminal, stdin, stdout, stderr)
         .and_then(|runner| launched(key, &dir, runner));
     with_table(|t| {
         if let Some(p) = t.get_mut(key) {
@@ -340,7 +367,6 @@ fn launched(
 fn spawn(
     key: &ProcessKey,
     argv: &[String],
-    dir: &std::path::Path,
     terminal: bool,
     stdin: Option<OwnedFd>,
     stdout: Option<OwnedFd>,
@@ -355,8 +381,8 @@ fn spawn(
     let stdio = if terminal {
         // The runner's own messages go to the output stream; the
         // container's stdio is the pty.
-        let listener = terminal::listen(&console_socket(dir, key))
-            .map_err(|e| format!("console socket: {e}"))?;
+        let listener =
+            terminal::listen(&console_socket(key)).map_err(|e| format!("console socket: {e}"))?;
         let to_host = clone_fd(&stdout)?;
         let key = key.clone();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -408,7 +434,9 @@ fn pump_terminal(
     from_host: Option<OwnedFd>,
     ready: std::sync::mpsc::Sender<()>,
 ) {
-    let master = match terminal::receive_master(&listener) {
+    let received = terminal::receive_master(&listener);
+    let _ = fs::remove_file(console_socket(&key));
+    let master = match received {
         Ok(m) => m,
         Err(e) => {
             tracing::warn!(?key, "no terminal: {e}");
@@ -477,6 +505,7 @@ pub fn wait(key: &ProcessKey) -> Result<Response, String> {
     with_table(|t| {
         if let Some(p) = t.get_mut(key) {
             p.exit = Some((code, oom_killed));
+            p.exit_seq = EXIT_SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             p.waiting = false;
             p.master = None;
         }
@@ -574,6 +603,53 @@ mod tests {
 
     fn fd() -> OwnedFd {
         OwnedFd::from(std::fs::File::open("/dev/null").unwrap())
+    }
+
+    fn key(id: &str, exec_id: Option<&str>) -> ProcessKey {
+        ProcessKey {
+            id: id.into(),
+            exec_id: exec_id.map(Into::into),
+        }
+    }
+
+    fn ended(seq: u64) -> Process {
+        let mut p = new_process(Vec::new(), PathBuf::new(), false);
+        p.pid = Some(1);
+        p.exit = Some((0, false));
+        p.exit_seq = seq;
+        p
+    }
+
+    #[test]
+    fn console_sockets_fit_a_socket_path_and_differ_per_process() {
+        let id = "f".repeat(64);
+        let exec = "e".repeat(64);
+        let a = console_socket(&key(&id, Some(&exec)));
+        let b = console_socket(&key(&id, None));
+        assert!(a.as_os_str().len() < 100, "{a:?}");
+        assert_ne!(a, b);
+        assert_eq!(a, console_socket(&key(&id, Some(&exec))));
+    }
+
+    #[test]
+    fn a_full_table_forgets_the_exec_that_ended_first() {
+        let mut t = HashMap::new();
+        t.insert(key("c", None), ended(0));
+        t.insert(key("c", Some("late")), ended(9));
+        t.insert(key("c", Some("early")), ended(3));
+        let mut live = ended(1);
+        live.exit = None;
+        t.insert(key("c", Some("live")), live);
+        make_room(&mut t, 4).unwrap();
+        assert!(!t.contains_key(&key("c", Some("early"))));
+        assert_eq!(t.len(), 3);
+        // The next to go is the later exec; then nothing can go: the init
+        // (kept until the container is gone) and a live exec stay.
+        make_room(&mut t, 3).unwrap();
+        assert!(!t.contains_key(&key("c", Some("late"))));
+        let err = make_room(&mut t, 2).unwrap_err();
+        assert!(err.contains("too many"), "{err}");
+        assert!(t.contains_key(&key("c", None)) && t.contains_key(&key("c", Some("live"))));
     }
 
     #[test]

@@ -12,6 +12,9 @@ use crate::sys;
 
 /// Listens where the runner will connect (`--console-socket`).
 pub fn listen(path: &Path) -> io::Result<UnixListener> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
     let _ = std::fs::remove_file(path);
     UnixListener::bind(path)
 }

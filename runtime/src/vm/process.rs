@@ -44,10 +44,9 @@ impl std::fmt::Debug for Waiter {
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-/// A new exec id: 7 base-36 characters, unique in practice even when a
-/// host pid comes back (the agent keeps ended processes' statuses). No
-/// longer: the guest names the exec's console socket after it, and a
-/// socket path (with a 64-character container id) has room for 7.
+/// A new exec id: 7 base-36 characters (78 billion values) mixed from the
+/// time, the pid and a counter, so unique in practice even when a host pid
+/// comes back while the agent still remembers an ended exec's status.
 fn exec_id() -> String {
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
