@@ -112,7 +112,23 @@ impl Children {
     /// gets its status; one that already ended is found among the orphans.
     pub fn adopt(&self, pid: libc::pid_t, notify: OwnedFd) {
         let mut reg = self.lock();
-        let status = reg.orphans.remove(&pid);
+        // The reaper takes this lock before it reaps, so whether `pid` is
+        // still our child cannot change until we are done. If it is (running,
+        // or a zombie not yet reaped), a remembered status for its pid is a
+        // former holder's (pids are reused) and the reaper delivers the real
+        // one; if it is not, it ended before this call and its status is the
+        // one remembered.
+        let remembered = reg.orphans.remove(&pid);
+        let status = if is_our_child(pid) {
+            None
+        } else if remembered.is_some() {
+            remembered
+        } else {
+            // Neither running nor remembered: a status we can never get.
+            // Say so rather than leave the waiter blocked for ever.
+            tracing::error!("adopted process {pid} is neither our child nor a reaped orphan");
+            Some(128 + libc::SIGKILL)
+        };
         if status.is_some() {
             let _ = sys::write(&notify, &[1]);
         }
@@ -225,6 +241,24 @@ fn peek_zombie() -> io::Result<libc::pid_t> {
     Ok(unsafe { info.si_pid() })
 }
 
+/// Whether `pid` is a child of ours that has not been reaped (running, or
+/// a zombie), without reaping it.
+fn is_our_child(pid: libc::pid_t) -> bool {
+    // SAFETY: an all-zero siginfo_t is a valid value for waitid to fill.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `info` is a valid out-pointer for the duration of the call;
+    // WNOWAIT | WNOHANG neither reaps nor blocks.
+    let rc = unsafe {
+        libc::waitid(
+            libc::P_PID,
+            pid as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG | libc::WNOWAIT | libc::__WALL,
+        )
+    };
+    rc == 0
+}
+
 fn decode(raw: libc::c_int) -> ExitStatus {
     if libc::WIFEXITED(raw) {
         libc::WEXITSTATUS(raw)
@@ -233,5 +267,65 @@ fn decode(raw: libc::c_int) -> ExitStatus {
     } else {
         // Only WEXITED was asked for; anything else is a kernel surprise.
         255
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A child that is not registered (as a runner's reparented process
+    /// is not): it waits for a signal, or exits at once with `code`.
+    fn fork_unregistered(code: Option<i32>) -> libc::pid_t {
+        // SAFETY: the child calls only async-signal-safe functions (pause,
+        // _exit) before it ends.
+        let pid = unsafe { libc::fork() };
+        assert!(pid >= 0, "fork: {}", io::Error::last_os_error());
+        if pid == 0 {
+            match code {
+                // SAFETY: _exit ends the child without running any of the
+                // parent's destructors.
+                Some(code) => unsafe { libc::_exit(code) },
+                None => loop {
+                    // SAFETY: pause only waits for a signal.
+                    unsafe { libc::pause() };
+                },
+            }
+        }
+        pid
+    }
+
+    #[test]
+    fn a_live_process_is_not_given_a_former_holders_status_of_its_pid() {
+        let children = Children::global();
+        let pid = fork_unregistered(None);
+        {
+            // An earlier process with this pid ended as an orphan.
+            let mut reg = children.lock();
+            reg.orphans.insert(pid, 3);
+            reg.orphan_order.push_back(pid);
+        }
+        let (_r, w) = sys::pipe().unwrap();
+        children.adopt(pid, w);
+        // SAFETY: kill(2) of the child forked above.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        assert_eq!(children.wait(pid), 128 + libc::SIGKILL);
+    }
+
+    #[test]
+    fn a_process_that_ended_before_its_adoption_has_its_own_status() {
+        let children = Children::global();
+        // Wake the reaper (it may be asleep with no children).
+        children.lock().generation += 1;
+        children.changed.notify_all();
+        let pid = fork_unregistered(Some(7));
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !children.lock().orphans.contains_key(&pid) {
+            assert!(std::time::Instant::now() < deadline, "never reaped");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let (_r, w) = sys::pipe().unwrap();
+        children.adopt(pid, w);
+        assert_eq!(children.wait(pid), 7);
     }
 }
