@@ -121,6 +121,7 @@ pub fn handle(req: Request) -> Outcome {
         Request::SignalProcess { key, signal } => {
             from_result(container::signal_process(&key, signal))
         }
+        Request::FreezeContainer { id, paused } => from_result(container::freeze(&id, paused)),
         Request::ResizeTerminal { key, rows, cols } => {
             from_result(container::resize(&key, rows, cols))
         }

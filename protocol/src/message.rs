@@ -135,6 +135,9 @@ pub enum Request {
         key: ProcessKey,
         signal: i32,
     },
+    /// Freeze (`paused`) or thaw every process of the container, by the
+    /// guest runner's `pause`/`resume` (its cgroup's freezer).
+    FreezeContainer { id: String, paused: bool },
     /// Set the size of a process's terminal.
     ResizeTerminal {
         #[serde(flatten)]

@@ -181,31 +181,21 @@ fn ctr_exec_kill_delete() {
     );
     assert_eq!(text(&out), "exec ok\n");
 
+    // At the vm level the guest's runner freezes the container's cgroup.
     let out = c.ctr(&["task", "pause", &id]);
-    if at_vm() {
-        // The guest's cgroups are not the host's to freeze: refused, and
-        // the task runs on.
-        assert!(!out.status.success(), "pause of a vm-level task succeeded");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("runs at the vm level"),
-            "pause: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text(&c.ctr(&["task", "list"])).contains("RUNNING"));
-    } else {
-        assert!(
-            out.status.success(),
-            "pause: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text(&c.ctr(&["task", "list"])).contains("PAUSED"));
-        let out = c.ctr(&["task", "resume", &id]);
-        assert!(
-            out.status.success(),
-            "resume: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    assert!(
+        out.status.success(),
+        "pause: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&c.ctr(&["task", "list"])).contains("PAUSED"));
+    let out = c.ctr(&["task", "resume", &id]);
+    assert!(
+        out.status.success(),
+        "resume: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text(&c.ctr(&["task", "list"])).contains("RUNNING"));
 
     let out = c.ctr(&["task", "kill", "--signal", "SIGTERM", &id]);
     assert!(

@@ -301,12 +301,8 @@ fn exec_ps_pause_resume() {
 
     if at_vm() {
         // The guest's processes and cgroups are not the host's to list or
-        // freeze; each verb says so and changes nothing.
-        for verb in [
-            &["ps", &id][..],
-            &["pause", &id],
-            &["update", "--pids-limit", "9", &id],
-        ] {
+        // resize; each verb says so and changes nothing.
+        for verb in [&["ps", &id][..], &["update", "--pids-limit", "9", &id]] {
             let out = env.rt(verb);
             assert_eq!(out.status.code(), Some(1), "{verb:?}");
             assert!(
@@ -316,6 +312,32 @@ fn exec_ps_pause_resume() {
             );
         }
         assert_eq!(env.status(&id), "running");
+        // Pause and resume: the guest's runner freezes the container's
+        // cgroup (v2 there). Frozen, it takes no exec; thawed, it does.
+        env.ok(&["pause", &id]);
+        assert_eq!(env.status(&id), "paused");
+        let out = env.rt(&["exec", &id, "true"]);
+        assert_ne!(out.status.code(), Some(0), "exec into a paused container");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("paused"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = env.rt(&["delete", &id]);
+        assert_ne!(out.status.code(), Some(0), "delete of a paused container");
+        assert!(
+            env.rt(&["pause", &id]).status.code() != Some(0),
+            "paused twice"
+        );
+        env.ok(&["resume", &id]);
+        assert_eq!(env.status(&id), "running");
+        assert!(
+            env.rt(&["resume", &id]).status.code() != Some(0),
+            "resumed twice"
+        );
+        assert_eq!(env.ok(&["exec", &id, "cat", "/proc/1/comm"]), "sleep\n");
+        // A paused container can still be killed and deleted.
+        env.ok(&["pause", &id]);
         env.ok(&["delete", "--force", &id]);
         assert!(env.listed().is_empty());
         return;

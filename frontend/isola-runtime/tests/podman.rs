@@ -179,6 +179,19 @@ fn podman_exec_and_stop() {
     );
     assert_eq!(text(&out), "exec ok\nsh\n");
 
+    // Pause and unpause, as podman reads them back from the runtime's
+    // state (at the vm level the guest's runner freezes the container).
+    for (verb, status) in [("pause", "paused"), ("unpause", "running")] {
+        let out = p.podman(&[verb, &name]);
+        assert!(
+            out.status.success(),
+            "{verb}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let out = p.podman(&["inspect", "--format", "{{.State.Status}}", &name]);
+        assert_eq!(text(&out).trim(), status, "after {verb}");
+    }
+
     // The cgroup podman asked for exists while the container runs: on the
     // host at the process level, in the guest only at the vm level.
     let cgroup = PathBuf::from(format!("/sys/fs/cgroup/pids/libpod_parent/libpod-{cid}"));

@@ -552,6 +552,14 @@ pub fn signal(id: &str, signal: &str, all: bool) -> Result<Response, String> {
     Ok(Response::Ok)
 }
 
+/// Pauses or resumes the container through the runner, as the process
+/// level does on the host.
+pub fn freeze(id: &str, paused: bool) -> Result<Response, String> {
+    validate_name("container id", id)?;
+    run_runner(&[if paused { "pause" } else { "resume" }, id])?;
+    Ok(Response::Ok)
+}
+
 pub fn signal_process(key: &ProcessKey, signal: i32) -> Result<Response, String> {
     if !(1..=64).contains(&signal) {
         return Err(format!("invalid signal {signal}"));

@@ -153,7 +153,9 @@ pub fn list(root: &Path) -> Vec<ContainerState> {
 pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {
     let (dir, record) = load(root, id)?;
     match record.status() {
-        Status::Running => {}
+        // A paused container's processes still take signals (the guest's
+        // cgroup v2 freezer lets a fatal one through), as runc's do.
+        Status::Running | Status::Paused => {}
         // Its process does not run in the guest yet: the shim ends it.
         Status::Created => return control::request(&dir, &format!("kill {signal}")),
         // As runc: --all of a stopped container is no error.
@@ -235,9 +237,10 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         }
         other => other?,
     };
-    if record.status() == Status::Running && !force {
+    let status = record.status();
+    if matches!(status, Status::Running | Status::Paused) && !force {
         return Err(Error::Invalid(format!(
-            "cannot delete container {id}: it is running; stop it first or use --force"
+            "cannot delete container {id}: it is {status}; stop it first or use --force"
         )));
     }
     end_shim(&record);
@@ -279,8 +282,37 @@ pub fn exec(
     Ok(0)
 }
 
+/// `pause` (`paused`) or `resume`: the guest's runner freezes or thaws the
+/// container's cgroup, as the process level's runner does on the host.
+pub fn freeze(root: &Path, id: &str, paused: bool) -> Result<()> {
+    let (dir, mut record) = load(root, id)?;
+    let status = record.status();
+    let (from, to) = if paused {
+        (Status::Running, Phase::Paused)
+    } else {
+        (Status::Paused, Phase::Running)
+    };
+    if status != from {
+        // runc's words, which containerd's shim recognises.
+        let not = if paused { "running" } else { "paused" };
+        return Err(Error::Invalid(format!(
+            "cannot {} container {id}: container not {not} (it is {status})",
+            if paused { "pause" } else { "resume" }
+        )));
+    }
+    crate::vm::agent::send(
+        &dir,
+        Request::FreezeContainer {
+            id: id.to_owned(),
+            paused,
+        },
+    )?;
+    record.phase = to;
+    record.save(&dir)
+}
+
 /// Refuses a verb the vm level does not have (the guest's processes and
-/// cgroups are not the host's to list, freeze or resize).
+/// cgroups are not the host's to list or resize).
 pub fn unsupported(id: &str, verb: &str) -> Error {
     Error::Invalid(format!(
         "{verb} is not available for container {id}: it runs at the vm level"

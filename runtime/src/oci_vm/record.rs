@@ -25,6 +25,8 @@ pub enum Phase {
     /// The container exists in the guest; its process waits for `start`.
     Created,
     Running,
+    /// Frozen in its guest (`pause`), until `resume`.
+    Paused,
     /// The container has ended; the shim is draining its output and
     /// stopping the VM.
     Stopped,
@@ -80,6 +82,7 @@ impl VmRecord {
             Phase::Creating => Status::Creating,
             Phase::Created => Status::Created,
             Phase::Running => Status::Running,
+            Phase::Paused => Status::Paused,
         }
     }
 

@@ -70,8 +70,15 @@ pub fn dispatch(cli: &Cli, runner: &Runner) -> Result<Option<i32>> {
         }
         Command::Exec(e) if is_vm(&e.id) => exec(cli, root, e)?,
         Command::Ps(a) if is_vm(&a.id) => bail!(oci_vm::unsupported(&a.id, "ps")),
-        Command::Pause(a) | Command::Resume(a) if is_vm(&a.id) => {
-            bail!(oci_vm::unsupported(&a.id, "pause/resume"))
+        Command::Pause(a) if is_vm(&a.id) => {
+            oci_vm::freeze(root, &a.id, true)
+                .with_context(|| format!("cannot pause container {}", a.id))?;
+            0
+        }
+        Command::Resume(a) if is_vm(&a.id) => {
+            oci_vm::freeze(root, &a.id, false)
+                .with_context(|| format!("cannot resume container {}", a.id))?;
+            0
         }
         Command::Update(u) if is_vm(&u.id) => bail!(oci_vm::unsupported(&u.id, "update")),
         Command::Events(e) if is_vm(&e.id) => bail!(oci_vm::unsupported(&e.id, "events")),
