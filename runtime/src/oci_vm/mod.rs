@@ -213,14 +213,23 @@ fn is_kill(signal: &str) -> bool {
 
 /// Kills the shim (the VM goes with it) and waits for it to be gone.
 fn end_shim(record: &VmRecord) {
-    if !record.shim_alive() {
+    if record.shim_alive() {
+        end_process(record.shim_pid, record.shim_start_time);
+    }
+}
+
+/// SIGKILLs `pid` if it is still the process that started at `started`,
+/// and waits (at most 10 s) until it is gone or a zombie.
+fn end_process(pid: i32, started: u64) {
+    let alive = || crate::liveness::is_same_process(pid, started);
+    if !alive() {
         return;
     }
-    if let Some(pid) = Pid::from_raw(record.shim_pid) {
-        let _ = kill_process(pid, Signal::KILL);
+    if let Some(p) = Pid::from_raw(pid) {
+        let _ = kill_process(p, Signal::KILL);
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while record.shim_alive() && Instant::now() < deadline {
+    while alive() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(10));
     }
 }
@@ -228,12 +237,17 @@ fn end_shim(record: &VmRecord) {
 /// Removes the container; a running one only with `force` (it is killed).
 pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
     let (dir, record) = match load(root, id) {
-        // An unreadable record names no shim to end; the shim ends by
-        // itself once its directory is gone.
+        // An unreadable record names no shim to end: its control socket
+        // does. (A shim also ends by itself once its directory is gone.)
         Err(e @ Error::CorruptState { .. }) if force => {
             tracing::warn!("deleting container {id} despite its record: {e}");
             let dir = container_dir(root, id)?;
-            return std::fs::remove_dir_all(&dir).map_err(Error::io(&dir));
+            if let Some(pid) = control::shim_pid(&dir) {
+                if let Some(started) = crate::liveness::start_time(pid) {
+                    end_process(pid, started);
+                }
+            }
+            return remove_dir(&dir);
         }
         other => other?,
     };
@@ -244,7 +258,27 @@ pub fn delete(root: &Path, id: &str, force: bool) -> Result<()> {
         )));
     }
     end_shim(&record);
-    std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))
+    remove_dir(&dir)
+}
+
+/// Removes a container's directory. A shim or virtiofsd that is still
+/// ending may write a last file (a log line, a socket) while the directory
+/// goes; the removal is tried again for a moment rather than fail on it.
+fn remove_dir(dir: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match std::fs::remove_dir_all(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::DirectoryNotEmpty
+                    && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Err(e) => return Err(Error::io(dir)(e)),
+        }
+    }
 }
 
 /// `exec`: starts `process` in the running container. Detached, an exec
