@@ -239,6 +239,7 @@ impl Vm {
 
         // Kernel, initramfs, command line, boot tables.
         let kernel = loader::load_kernel(&mem, &cfg.kernel)?;
+        stage(t0, "kernel loaded");
         let mem_bytes = cfg.mem_mib << 20;
         let initramfs = match &cfg.initramfs {
             Some(p) => Some(loader::load_initramfs(

@@ -30,13 +30,29 @@ pub fn connect_agent(dir: &Path) -> Result<AgentConn> {
     Ok(AgentClient::new(stream))
 }
 
+/// How often a connection the guest refused is tried again, and the first
+/// pause (doubled each time). The agent listens for the VM's whole life, so
+/// a refusal means its accept backlog was full or the guest short of memory
+/// for a moment; a bridge that hung up or a guest that did not answer is
+/// not retried.
+const REFUSED_RETRIES: u32 = 4;
+const REFUSED_BACKOFF: Duration = Duration::from_millis(50);
+
 fn connect_stream(dir: &Path) -> Result<UnixStream> {
     let sockets = SocketDir::open(dir).map_err(Error::io(dir))?;
-    bridge::connect(
-        &sockets.path(VSOCK_SOCKET),
-        AGENT_VSOCK_PORT,
-        CONNECT_TIMEOUT,
-    )
+    let path = sockets.path(VSOCK_SOCKET);
+    let mut attempt = 0;
+    loop {
+        match bridge::connect(&path, AGENT_VSOCK_PORT, CONNECT_TIMEOUT) {
+            Err(e) if bridge::GuestRefused::is(&e) && attempt < REFUSED_RETRIES => {
+                let pause = REFUSED_BACKOFF * 2u32.pow(attempt);
+                tracing::warn!("{e}; trying again in {pause:?}");
+                std::thread::sleep(pause);
+                attempt += 1;
+            }
+            other => break other,
+        }
+    }
     .map_err(|e| {
         Error::Vm(format!(
             "cannot reach the container's guest agent ({}): {e}",

@@ -6,11 +6,28 @@ use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::muxer::{CONNECT_REFUSED, CONNECT_TIMED_OUT, CONNECT_TIMEOUT};
+
 /// Where a guest's connection to host port `port` arrives: `<uds>_<port>`.
 pub fn guest_port_path(uds: &Path, port: u32) -> PathBuf {
     let mut p = uds.as_os_str().to_owned();
     p.push(format!("_{port}"));
     PathBuf::from(p)
+}
+
+/// The guest reset a connection to `port`: nothing listens there, or its
+/// accept backlog is full. Unlike a bridge that hung up, this can pass.
+#[derive(Debug, thiserror::Error)]
+#[error("guest port {port} refused the connection")]
+pub struct GuestRefused {
+    pub port: u32,
+}
+
+impl GuestRefused {
+    /// Whether `e` is the guest's refusal (see [`connect`]).
+    pub fn is(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Self>())
+    }
 }
 
 /// Longest `OK <port>\n` line the bridge sends.
@@ -22,16 +39,16 @@ const MAX_OK_LINE: usize = 32;
 /// The returned stream keeps `timeout` as its read timeout: the guest
 /// controls the other end.
 pub fn connect(uds: &Path, port: u32, timeout: Duration) -> io::Result<UnixStream> {
-    let refused = || {
+    // The bridge closed the connection without a word (it is shutting
+    // down, or at its connection limit): EOF, a reset or a broken pipe.
+    let closed = || {
         io::Error::new(
-            io::ErrorKind::ConnectionRefused,
-            format!("guest port {port} refused the connection"),
+            io::ErrorKind::ConnectionAborted,
+            format!("the vsock bridge closed the connection to guest port {port} unanswered"),
         )
     };
-    // The bridge drops a refused connection, which can surface as a reset
-    // or a broken pipe as well as EOF: all mean the same here.
     let dropped = |e: io::Error| match e.kind() {
-        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => refused(),
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => closed(),
         _ => e,
     };
     let mut s = UnixStream::connect(uds)?;
@@ -42,9 +59,24 @@ pub fn connect(uds: &Path, port: u32, timeout: Duration) -> io::Result<UnixStrea
     let mut byte = [0u8; 1];
     while line.last() != Some(&b'\n') {
         if line.len() == MAX_OK_LINE || s.read(&mut byte).map_err(dropped)? == 0 {
-            return Err(refused());
+            return Err(closed());
         }
         line.push(byte[0]);
+    }
+    if line == CONNECT_REFUSED {
+        return Err(io::Error::new(
+            io::ErrorKind::ConnectionRefused,
+            GuestRefused { port },
+        ));
+    }
+    if line == CONNECT_TIMED_OUT {
+        return Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!(
+                "the guest did not answer a connection to port {port} within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ),
+        ));
     }
     if !line.starts_with(b"OK ") {
         return Err(io::Error::new(
@@ -87,12 +119,28 @@ mod tests {
         s.read_exact(&mut rest).unwrap();
         assert_eq!(&rest, b"payload");
         t.join().unwrap();
-        // A bridge that closes instead of answering is a refusal.
-        let l = UnixListener::bind(dir.join("w.sock")).unwrap();
-        let t = std::thread::spawn(move || drop(l.accept().unwrap()));
-        let e = connect(&dir.join("w.sock"), 1, Duration::from_secs(5)).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::ConnectionRefused);
-        t.join().unwrap();
+        // A bridge that closes instead of answering, and the bridge's two
+        // reasons for a connection the guest did not take.
+        for (name, answer, kind, guest_refused) in [
+            ("w.sock", &b""[..], io::ErrorKind::ConnectionAborted, false),
+            (
+                "x.sock",
+                CONNECT_REFUSED,
+                io::ErrorKind::ConnectionRefused,
+                true,
+            ),
+            ("y.sock", CONNECT_TIMED_OUT, io::ErrorKind::TimedOut, false),
+        ] {
+            let l = UnixListener::bind(dir.join(name)).unwrap();
+            let t = std::thread::spawn(move || {
+                let (mut s, _) = l.accept().unwrap();
+                s.write_all(answer).unwrap();
+            });
+            let e = connect(&dir.join(name), 1, Duration::from_secs(5)).unwrap_err();
+            assert_eq!(e.kind(), kind, "{name}: {e}");
+            assert_eq!(GuestRefused::is(&e), guest_refused, "{name}: {e}");
+            t.join().unwrap();
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -7,7 +7,7 @@
 //! fill each guest receive buffer ([`Muxer::fill_rx`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -35,6 +35,12 @@ const MAX_CONNECT_LINE: usize = 32;
 /// A guest that neither accepts nor refuses a host connection within this
 /// time gets it reset, so the host client is not left hanging.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What a host client reads instead of `OK <port>\n` when the guest reset
+/// its connection (nothing listens on the port, or its backlog is full).
+pub const CONNECT_REFUSED: &[u8] = b"REFUSED\n";
+/// ... and when the guest did not answer within [`CONNECT_TIMEOUT`].
+pub const CONNECT_TIMED_OUT: &[u8] = b"TIMEOUT\n";
 
 type Key = (u32, u32); // (host-side port, guest port)
 
@@ -188,7 +194,19 @@ impl Muxer {
                 "vsock: guest did not answer a connection to port {}; reset",
                 key.1
             );
+            self.refuse_host(key, CONNECT_TIMED_OUT);
             self.reset(key);
+        }
+    }
+
+    /// Tell the host client of a connection the guest never accepted why,
+    /// before its socket closes: one line instead of the `OK` it waits for.
+    /// Best effort: the socket's buffer is empty, so the few bytes fit.
+    fn refuse_host(&mut self, key: Key, why: &[u8]) {
+        if let Some(c) = self.conns.get_mut(&key) {
+            if c.state == State::Connecting {
+                let _ = (&c.stream).write(why);
+            }
         }
     }
 
@@ -426,7 +444,10 @@ impl Muxer {
                 conn.peer_shut_send |= hdr.flags & SHUTDOWN_SEND != 0;
                 self.flush(key);
             }
-            (OP_RST, _) => self.remove(key),
+            (OP_RST, _) => {
+                self.refuse_host(key, CONNECT_REFUSED);
+                self.remove(key);
+            }
             _ => {
                 tracing::debug!(op = hdr.op, "vsock: unexpected packet; resetting");
                 self.reset(key);
@@ -601,12 +622,13 @@ mod tests {
         assert_eq!(muxer.connection_count(), 0);
         assert_eq!(muxer.control.back().map(|c| c.op), Some(OP_RST));
         assert_eq!(muxer.next_timeout(now), None);
-        // The host client sees its connection closed, not a hang.
+        // The host client learns why, then sees its connection closed: no hang.
         client
             .set_read_timeout(Some(Duration::from_secs(5)))
             .unwrap();
-        let mut buf = [0u8; 8];
-        assert_eq!(client.read(&mut buf).unwrap(), 0);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, CONNECT_TIMED_OUT);
         let _ = std::fs::remove_dir_all(dir);
     }
 
@@ -621,6 +643,22 @@ mod tests {
             buf_alloc: 1 << 16,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_guest_reset_tells_the_host_client_it_was_refused() {
+        let dir = scratch("refused");
+        let (mut muxer, mut client) = muxer_with_client(&dir);
+        let local = muxer.control[0].key.0;
+        muxer.process_tx(guest_packet(OP_RST, 3, 1024, local), Vec::new());
+        assert_eq!(muxer.connection_count(), 0);
+        client
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).unwrap();
+        assert_eq!(got, CONNECT_REFUSED);
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
