@@ -122,6 +122,9 @@ pub fn handle(req: Request) -> Outcome {
             from_result(container::signal_process(&key, signal))
         }
         Request::FreezeContainer { id, paused } => from_result(container::freeze(&id, paused)),
+        Request::UpdateContainer { id, resources } => {
+            from_result(container::update(&id, &resources))
+        }
         Request::ResizeTerminal { key, rows, cols } => {
             from_result(container::resize(&key, rows, cols))
         }

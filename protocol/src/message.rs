@@ -138,6 +138,11 @@ pub enum Request {
     /// Freeze (`paused`) or thaw every process of the container, by the
     /// guest runner's `pause`/`resume` (its cgroup's freezer).
     FreezeContainer { id: String, paused: bool },
+    /// New limits for the container's cgroup: a runtime-spec
+    /// `linux.resources` JSON document, which the guest runner's `update
+    /// --resources -` applies as the host's runner does at the process
+    /// level. The VM's own memory and vCPUs stay as they were booted.
+    UpdateContainer { id: String, resources: String },
     /// Set the size of a process's terminal.
     ResizeTerminal {
         #[serde(flatten)]

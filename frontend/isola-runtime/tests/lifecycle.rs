@@ -300,17 +300,14 @@ fn exec_ps_pause_resume() {
     assert_eq!(out, "1000\nfrom-json\n");
 
     if at_vm() {
-        // The guest's processes and cgroups are not the host's to list or
-        // resize; each verb says so and changes nothing.
-        for verb in [&["ps", &id][..], &["update", "--pids-limit", "9", &id]] {
-            let out = env.rt(verb);
-            assert_eq!(out.status.code(), Some(1), "{verb:?}");
-            assert!(
-                String::from_utf8_lossy(&out.stderr).contains("runs at the vm level"),
-                "{verb:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        // The guest's processes are not the host's to list: `ps` says so.
+        let out = env.rt(&["ps", &id]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("runs at the vm level"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(env.status(&id), "running");
         // Pause and resume: the guest's runner freezes the container's
         // cgroup (v2 there). Frozen, it takes no exec; thawed, it does.
@@ -369,6 +366,87 @@ fn exec_ps_pause_resume() {
     env.ok(&["pause", &id]);
     env.ok(&["delete", "--force", &id]);
     assert!(!cgroup_dir("freezer", &id).exists());
+}
+
+/// `events --stats` reads the container's own cgroup: the host's (v1 here)
+/// at the process level, the guest's (v2) at the vm level, the same figures;
+/// `update` changes that cgroup's limits, by runc's flags or by containerd's
+/// resources document on stdin.
+#[test]
+fn events_and_update_read_and_set_the_containers_cgroup() {
+    let env = Env::new("stats");
+    let id = env.id("c");
+    let mut b = Bundle::busybox(&env, &id, &["sh", "-c", "sleep 1000 & wait"]);
+    let limit: u64 = 48 << 20;
+    b.set("/linux/resources/memory", json!({"limit": limit}));
+    b.set("/linux/resources/pids", json!({"limit": 50}));
+    env.start_detached(&id, &b);
+    // The shell's sleep may not be forked yet when start returns.
+    wait_for(|| env.rt(&["exec", &id, "pidof", "sleep"]).status.success());
+
+    let line = env.ok(&["events", "--stats", &id]);
+    assert_eq!(line.lines().count(), 1, "one sample: {line}");
+    let stats: Value = serde_json::from_str(&line).expect("events json");
+    assert_eq!(stats["type"], "stats", "{stats}");
+    assert_eq!(stats["id"], id.as_str(), "{stats}");
+    let data = &stats["data"];
+    assert_eq!(data["pids"]["limit"], 50, "{stats}");
+    assert!(
+        data["pids"]["current"].as_u64().is_some_and(|n| n >= 2),
+        "sh and sleep: {stats}"
+    );
+    assert_eq!(data["memory"]["memory"]["limit"], limit, "{stats}");
+    assert!(
+        data["memory"]["memory"]["usage"]
+            .as_u64()
+            .is_some_and(|n| n > 0 && n < limit),
+        "{stats}"
+    );
+    assert!(
+        data["cpu"]["usage"]["usage_total"]
+            .as_u64()
+            .is_some_and(|n| n > 0),
+        "{stats}"
+    );
+
+    let sample = || -> Value {
+        serde_json::from_str(&env.ok(&["events", "--stats", &id])).expect("events json")
+    };
+    env.ok(&["update", "--pids-limit", "7", "--memory", "64m", &id]);
+    let data = &sample()["data"];
+    assert_eq!(data["pids"]["limit"], 7, "{data}");
+    assert_eq!(data["memory"]["memory"]["limit"], 64u64 << 20, "{data}");
+    let mut child = env
+        .cmd()
+        .args(["update", "--resources", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("update");
+    std::io::Write::write_all(
+        &mut child.stdin.take().expect("stdin"),
+        json!({"pids": {"limit": 9}}).to_string().as_bytes(),
+    )
+    .expect("write resources");
+    assert!(child.wait().expect("wait update").success());
+    assert_eq!(sample()["data"]["pids"]["limit"], 9);
+    // A malformed document changes nothing.
+    let mut child = env
+        .cmd()
+        .args(["update", "--resources", "-", &id])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("update");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"{\"pids\": [")
+        .expect("write resources");
+    assert!(!child.wait().expect("wait update").success());
+    assert_eq!(sample()["data"]["pids"]["limit"], 9);
+
+    env.ok(&["delete", "--force", &id]);
+    let out = env.rt(&["events", "--stats", &id]);
+    assert_ne!(out.status.code(), Some(0), "events of a deleted container");
+    let out = env.rt(&["update", "--pids-limit", "5", &id]);
+    assert_ne!(out.status.code(), Some(0), "update of a deleted container");
 }
 
 #[test]

@@ -515,6 +515,10 @@ pub fn wait(key: &ProcessKey) -> Result<Response, String> {
 }
 
 fn run_runner(args: &[&str]) -> Result<String, String> {
+    run_runner_with_input(args, &[])
+}
+
+fn run_runner_with_input(args: &[&str], stdin: &[u8]) -> Result<String, String> {
     let mut argv = runner_base();
     argv.extend(args.iter().map(|s| s.to_string()));
     let env: Vec<String> = ENV.iter().map(|s| s.to_string()).collect();
@@ -522,7 +526,7 @@ fn run_runner(args: &[&str]) -> Result<String, String> {
         argv: &argv,
         env: &env,
         cwd: None,
-        stdin: &[],
+        stdin,
     })
     .map_err(|e| e.to_string())?;
     if result.status != 0 {
@@ -557,6 +561,14 @@ pub fn signal(id: &str, signal: &str, all: bool) -> Result<Response, String> {
 pub fn freeze(id: &str, paused: bool) -> Result<Response, String> {
     validate_name("container id", id)?;
     run_runner(&[if paused { "pause" } else { "resume" }, id])?;
+    Ok(Response::Ok)
+}
+
+pub fn update(id: &str, resources: &str) -> Result<Response, String> {
+    validate_name("container id", id)?;
+    serde_json::from_str::<serde_json::Value>(resources)
+        .map_err(|e| format!("resources for {id}: {e}"))?;
+    run_runner_with_input(&["update", "--resources", "-", id], resources.as_bytes())?;
     Ok(Response::Ok)
 }
 

@@ -345,6 +345,57 @@ pub fn freeze(root: &Path, id: &str, paused: bool) -> Result<()> {
     record.save(&dir)
 }
 
+/// New cgroup limits (a runtime-spec `linux.resources` document) for a
+/// running or paused container, applied by the guest's runner to the
+/// container's cgroup in the guest. The VM keeps the memory and vCPUs it
+/// booted with: a limit above them holds no more than the VM has.
+pub fn update(root: &Path, id: &str, resources: &Value) -> Result<()> {
+    let (dir, record) = load(root, id)?;
+    let status = record.status();
+    if !matches!(status, Status::Running | Status::Paused) {
+        return Err(Error::Invalid(format!(
+            "cannot update container {id}: it is {status}, not running"
+        )));
+    }
+    crate::vm::agent::send(
+        &dir,
+        Request::UpdateContainer {
+            id: id.to_owned(),
+            resources: resources.to_string(),
+        },
+    )
+}
+
+/// How long a statistics sample may take the guest's runner.
+const STATS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One statistics sample of a running (or paused) container, as the guest's
+/// runner prints it for `events --stats`: runc's
+/// `{"type":"stats","id":..,"data":..}` line, read from the guest's cgroup.
+pub fn stats(root: &Path, id: &str) -> Result<String> {
+    let (dir, record) = load(root, id)?;
+    let status = record.status();
+    if !matches!(status, Status::Running | Status::Paused) {
+        return Err(Error::Invalid(format!(
+            "container {id} is not running (it is {status})"
+        )));
+    }
+    let mut agent = connect_agent(&dir)?;
+    agent
+        .stream()
+        .set_read_timeout(Some(STATS_TIMEOUT))
+        .map_err(Error::io(&dir))?;
+    match agent
+        .call(Request::ContainerStats { id: id.to_owned() })
+        .map_err(agent_error)?
+    {
+        Response::Stats { json } => Ok(json.trim_end().to_owned()),
+        other => Err(Error::Vm(format!(
+            "unexpected answer from the guest agent: {other:?}"
+        ))),
+    }
+}
+
 /// Refuses a verb the vm level does not have (the guest's processes and
 /// cgroups are not the host's to list or resize).
 pub fn unsupported(id: &str, verb: &str) -> Error {

@@ -23,6 +23,22 @@ pub fn events(runner: &Runner, args: Events) -> Result<i32> {
     }
 }
 
+/// `events` of a vm-level container: the guest's runner reads the
+/// container's cgroup (v2 in the guest) and prints the same line.
+#[cfg(feature = "vm")]
+pub fn events_vm(root: &std::path::Path, args: &Events) -> Result<i32> {
+    let interval = parse_interval(&args.interval)?;
+    loop {
+        let line = isola_host::oci_vm::stats(root, &args.id)
+            .with_context(|| format!("cannot read stats of container {}", args.id))?;
+        println!("{line}");
+        if args.stats {
+            return Ok(0);
+        }
+        std::thread::sleep(interval);
+    }
+}
+
 /// `5`, `5s`, `500ms`.
 fn parse_interval(s: &str) -> Result<Duration> {
     let bad = || format!("invalid --interval {s:?}");

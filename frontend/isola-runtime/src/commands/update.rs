@@ -10,7 +10,16 @@ use isola_container::Runner;
 use crate::cli::Update;
 
 pub fn update(runner: &Runner, args: Update) -> Result<i32> {
-    let resources = match &args.resources {
+    let resources = resources(&args)?;
+    runner
+        .update(&args.id, &resources)
+        .with_context(|| format!("cannot update container {}", args.id))?;
+    Ok(0)
+}
+
+/// The limits `args` ask for: its `--resources` document, or runc's flags.
+pub fn resources(args: &Update) -> Result<LinuxResources> {
+    Ok(match &args.resources {
         Some(path) => {
             let mut text = String::new();
             if path.as_os_str() == "-" {
@@ -21,12 +30,8 @@ pub fn update(runner: &Runner, args: Update) -> Result<i32> {
             }
             serde_json::from_str(&text).context("malformed resources JSON")?
         }
-        None => from_flags(&args)?,
-    };
-    runner
-        .update(&args.id, &resources)
-        .with_context(|| format!("cannot update container {}", args.id))?;
-    Ok(0)
+        None => from_flags(args)?,
+    })
 }
 
 fn from_flags(args: &Update) -> Result<LinuxResources> {

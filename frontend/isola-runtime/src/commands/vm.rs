@@ -80,8 +80,13 @@ pub fn dispatch(cli: &Cli, runner: &Runner) -> Result<Option<i32>> {
                 .with_context(|| format!("cannot resume container {}", a.id))?;
             0
         }
-        Command::Update(u) if is_vm(&u.id) => bail!(oci_vm::unsupported(&u.id, "update")),
-        Command::Events(e) if is_vm(&e.id) => bail!(oci_vm::unsupported(&e.id, "events")),
+        Command::Update(u) if is_vm(&u.id) => {
+            let resources = serde_json::to_value(super::update::resources(u)?)?;
+            oci_vm::update(root, &u.id, &resources)
+                .with_context(|| format!("cannot update container {}", u.id))?;
+            0
+        }
+        Command::Events(e) if is_vm(&e.id) => super::events::events_vm(root, e)?,
         Command::List(l) => {
             let mut states = runner.list()?;
             states.extend(oci_vm::list(root));
