@@ -45,20 +45,24 @@ impl VcpuRunner {
             }
             match self.fd.run() {
                 Ok(VcpuExit::IoIn(port, data)) => {
+                    tracing::trace!(vcpu = self.id, port, "pio in");
                     if !self.pio.read(port as u64, data) {
                         // Nothing there: what an empty ISA bus reads as.
                         data.fill(0xff);
                     }
                 }
                 Ok(VcpuExit::IoOut(port, data)) => {
+                    tracing::trace!(vcpu = self.id, port, "pio out");
                     self.pio.write(port as u64, data);
                 }
                 Ok(VcpuExit::MmioRead(addr, data)) => {
+                    tracing::trace!(vcpu = self.id, addr, "mmio read");
                     if !self.mmio.read(addr, data) {
                         data.fill(0);
                     }
                 }
                 Ok(VcpuExit::MmioWrite(addr, data)) => {
+                    tracing::trace!(vcpu = self.id, addr, "mmio write");
                     self.mmio.write(addr, data);
                 }
                 Ok(VcpuExit::Shutdown) => {
