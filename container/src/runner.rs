@@ -270,9 +270,20 @@ impl Runner {
         })
     }
 
-    /// Resource usage of the container's cgroup.
+    /// Resource usage of the container's cgroup, its times in nanoseconds
+    /// on either cgroup version (as runc's): libcgroups passes cgroup v2's
+    /// microseconds (`cpu.stat`'s `usage_usec`, `throttled_usec`) through
+    /// as they are, where v1 gives nanoseconds.
     pub fn stats(&self, id: &str) -> Result<Stats> {
-        self.shared(id, |c| cgroup(c)?.stats().map_err(|e| cgroup_err(c, e)))
+        self.shared(id, |c| {
+            let manager = cgroup(c)?;
+            let unified = matches!(manager, AnyCgroupManager::V2(_));
+            let mut stats = manager.stats().map_err(|e| cgroup_err(c, e))?;
+            if unified {
+                times_in_nanoseconds(&mut stats);
+            }
+            Ok(stats)
+        })
     }
 
     fn dir(&self, id: &str) -> Result<PathBuf> {
@@ -336,6 +347,19 @@ fn wrong_status(
             action,
         }),
         other => Ok(other?),
+    }
+}
+
+/// cgroup v2's CPU times, in microseconds, as nanoseconds.
+fn times_in_nanoseconds(stats: &mut Stats) {
+    let usage = &mut stats.cpu.usage;
+    for t in [
+        &mut usage.usage_total,
+        &mut usage.usage_user,
+        &mut usage.usage_kernel,
+        &mut stats.cpu.throttling.throttled_time,
+    ] {
+        *t = t.saturating_mul(1000);
     }
 }
 

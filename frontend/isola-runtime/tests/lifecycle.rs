@@ -383,6 +383,15 @@ fn events_and_update_read_and_set_the_containers_cgroup() {
     env.start_detached(&id, &b);
     // The shell's sleep may not be forked yet when start returns.
     wait_for(|| env.rt(&["exec", &id, "pidof", "sleep"]).status.success());
+    // A second or two of CPU work in the container's cgroup, so that the
+    // time's unit shows: runc's nanoseconds on either cgroup version.
+    env.ok(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "end=$(($(date +%s)+2)); while [ $(date +%s) -lt $end ]; do :; done",
+    ]);
 
     let line = env.ok(&["events", "--stats", &id]);
     assert_eq!(line.lines().count(), 1, "one sample: {line}");
@@ -402,10 +411,11 @@ fn events_and_update_read_and_set_the_containers_cgroup() {
             .is_some_and(|n| n > 0 && n < limit),
         "{stats}"
     );
+    // At least 0.1 s, in nanoseconds (in microseconds it would read 10⁵).
     assert!(
         data["cpu"]["usage"]["usage_total"]
             .as_u64()
-            .is_some_and(|n| n > 0),
+            .is_some_and(|n| n >= 100_000_000),
         "{stats}"
     );
 

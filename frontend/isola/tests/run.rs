@@ -545,6 +545,64 @@ fn detached_logs_exec_stop_wait() {
     }
 }
 
+/// `stats` reads the container's own cgroup (the host's, or the guest's at
+/// the vm level): the limit `run` set, its processes, its memory in use,
+/// the CPU it burns; a stopped container has none.
+#[test]
+fn stats_reads_the_containers_cgroup() {
+    let store = Store::new();
+    for level in levels() {
+        let name = format!("busy-{level}");
+        store.ok(&[
+            "run",
+            "-d",
+            "--isolation",
+            level,
+            "--memory",
+            "96m",
+            "--name",
+            &name,
+            "busybox",
+            "sh",
+            "-c",
+            "while :; do :; done & sleep 3600",
+        ]);
+        let sample: serde_json::Value =
+            serde_json::from_str(&store.ok(&["stats", "--no-stream", "--format", "json", &name]))
+                .expect("one JSON object");
+        assert_eq!(sample["Name"], name.as_str(), "{sample}");
+        assert_eq!(sample["MemLimit"], 96u64 << 20, "[{level}] {sample}");
+        let used = sample["MemUsage"].as_u64().unwrap_or(0);
+        assert!(used > 0 && used < 96 << 20, "[{level}] {sample}");
+        assert!(
+            sample["PIDs"].as_u64().is_some_and(|n| n >= 2),
+            "[{level}] the busy loop's shell and sleep: {sample}"
+        );
+        // The busy loop holds a CPU (of two; the test host is shared).
+        assert!(
+            sample["CPUPerc"].as_f64().is_some_and(|p| p > 20.0),
+            "[{level}] {sample}"
+        );
+        let table = store.ok(&["stats", "--no-stream", &name]);
+        let mut lines = table.lines();
+        assert!(
+            lines.next().is_some_and(|h| h.starts_with("CONTAINER ID")),
+            "{table}"
+        );
+        assert!(
+            lines
+                .next()
+                .is_some_and(|l| l.contains(&name) && l.contains("/ 96MiB")),
+            "[{level}] {table}"
+        );
+        store.ok(&["kill", &name]);
+        wait_for(|| !store.ok(&["ps"]).contains(&name));
+        let out = store.run(&["stats", "--no-stream", &name]);
+        assert_ne!(out.status.code(), Some(0), "stats of a stopped container");
+        store.ok(&["rm", &name]);
+    }
+}
+
 #[test]
 fn stop_escalates_to_sigkill_after_the_grace_period() {
     let store = Store::new();

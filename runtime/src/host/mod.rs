@@ -10,6 +10,7 @@ mod reconcile;
 mod remove;
 mod signal;
 mod start;
+mod stats;
 mod wait;
 
 use std::path::{Path, PathBuf};

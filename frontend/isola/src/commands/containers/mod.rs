@@ -1,5 +1,5 @@
 //! Container commands: `run`, `create`, `start`, `ps`, `logs`, `exec`,
-//! `stop`, `kill`, `rm`, `wait`, `inspect`, `restart`. Each parses flags
+//! `stop`, `kill`, `rm`, `wait`, `inspect`, `stats`, `restart`. Each parses flags
 //! and calls the host runtime, which holds the lifecycle.
 
 mod attach;
@@ -10,6 +10,7 @@ mod logs;
 mod manage;
 mod ps;
 mod run;
+mod stats;
 mod supervise;
 mod terminal;
 
@@ -45,6 +46,8 @@ pub enum Command {
     Restart(manage::StopArgs),
     /// Show containers' details as JSON
     Inspect(inspect::InspectArgs),
+    /// Show running containers' CPU, memory and process count
+    Stats(stats::StatsArgs),
     /// (internal) the per-container supervisor
     #[command(name = "__supervise", hide = true)]
     Supervise(supervise::SuperviseArgs),
@@ -69,6 +72,7 @@ pub fn run(global: &GlobalOpts, command: Command) -> anyhow::Result<i32> {
         Command::Wait(args) => manage::wait(&host, args),
         Command::Restart(args) => manage::restart(&host, args),
         Command::Inspect(args) => inspect::run(&host, args),
+        Command::Stats(args) => stats::run(&host, args),
         Command::Supervise(_) => unreachable!("handled above"),
     }
 }

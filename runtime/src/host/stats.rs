@@ -1,0 +1,62 @@
+//! `stats`: a running container's cgroup figures, read by the runner that
+//! runs it: ours on the host, or the guest's (cgroup v2 there) through its
+//! agent. Both give libcgroups' statistics, times in nanoseconds.
+
+use std::time::Duration;
+
+use isola_protocol::{Request, Response};
+use serde_json::Value;
+
+use super::Host;
+use crate::error::{Error, Result};
+use crate::id::ContainerId;
+use crate::state::ContainerStatus;
+use crate::vm::agent::agent_error;
+use crate::vm::connect_agent;
+
+/// How long the guest's runner may take for one sample.
+const GUEST_STATS_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Host {
+    /// One sample of the container's cgroup statistics: `cpu`, `memory`,
+    /// `pids`, `blkio` and `hugetlb`, as the runner's `events --stats`
+    /// prints them under `data`.
+    pub fn stats(&self, id: &ContainerId) -> Result<Value> {
+        let record = self.record(id)?;
+        if record.status != ContainerStatus::Running {
+            return Err(Error::Invalid(format!(
+                "container {} is not running",
+                record.name
+            )));
+        }
+        if record.isolation != "vm" {
+            let stats = self.runner.stats(record.id.as_str())?;
+            return serde_json::to_value(stats)
+                .map_err(|e| Error::Invalid(format!("statistics of {}: {e}", record.name)));
+        }
+        let mut agent = connect_agent(&self.paths(&record.id).dir)?;
+        agent
+            .stream()
+            .set_read_timeout(Some(GUEST_STATS_TIMEOUT))
+            .map_err(Error::io("agent connection"))?;
+        let reply = agent
+            .call(Request::ContainerStats {
+                id: record.id.as_str().to_owned(),
+            })
+            .map_err(agent_error)?;
+        let Response::Stats { json } = reply else {
+            return Err(Error::Vm(format!(
+                "unexpected answer from the guest agent: {reply:?}"
+            )));
+        };
+        // The guest runner's `events --stats` line: {"type","id","data"}.
+        let line: Value = serde_json::from_str(json.trim())
+            .map_err(|e| Error::Vm(format!("the guest runner's statistics: {e}")))?;
+        match line.get("data") {
+            Some(data) if data.is_object() => Ok(data.clone()),
+            _ => Err(Error::Vm(format!(
+                "the guest runner's statistics have no data: {json}"
+            ))),
+        }
+    }
+}
