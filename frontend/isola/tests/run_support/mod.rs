@@ -59,6 +59,21 @@ pub struct Store {
     pub root: tempfile::TempDir,
 }
 
+/// A test that fails half-way must not leave its containers running (a
+/// busy loop would slow every test after it) nor their mounts under the
+/// root, which would keep the directory from going.
+impl Drop for Store {
+    fn drop(&mut self) {
+        let Ok(out) = self.isola().args(["ps", "-aq", "--no-trunc"]).output() else {
+            return;
+        };
+        let ids = String::from_utf8_lossy(&out.stdout).into_owned();
+        for id in ids.split_whitespace() {
+            let _ = self.isola().args(["rm", "-f", id]).output();
+        }
+    }
+}
+
 impl Store {
     pub fn new() -> Store {
         Store::with_images(false)
