@@ -426,30 +426,25 @@ fn events_and_update_read_and_set_the_containers_cgroup() {
     let data = &sample()["data"];
     assert_eq!(data["pids"]["limit"], 7, "{data}");
     assert_eq!(data["memory"]["memory"]["limit"], 64u64 << 20, "{data}");
-    let mut child = env
-        .cmd()
-        .args(["update", "--resources", "-", &id])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .expect("update");
-    std::io::Write::write_all(
-        &mut child.stdin.take().expect("stdin"),
-        json!({"pids": {"limit": 9}}).to_string().as_bytes(),
-    )
-    .expect("write resources");
-    assert!(child.wait().expect("wait update").success());
+    // containerd's form: a resources document on stdin.
+    let update_from_stdin = |document: &[u8]| {
+        let mut child = env
+            .cmd()
+            .args(["update", "--resources", "-", &id])
+            .stdin(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("update");
+        std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), document)
+            .expect("write resources");
+        child.wait().expect("wait update").success()
+    };
+    assert!(update_from_stdin(
+        json!({"pids": {"limit": 9}}).to_string().as_bytes()
+    ));
     assert_eq!(sample()["data"]["pids"]["limit"], 9);
     // A malformed document changes nothing.
-    let mut child = env
-        .cmd()
-        .args(["update", "--resources", "-", &id])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("update");
-    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"{\"pids\": [")
-        .expect("write resources");
-    assert!(!child.wait().expect("wait update").success());
+    assert!(!update_from_stdin(b"{\"pids\": ["));
     assert_eq!(sample()["data"]["pids"]["limit"], 9);
 
     env.ok(&["delete", "--force", &id]);

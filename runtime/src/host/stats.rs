@@ -2,20 +2,12 @@
 //! runs it: ours on the host, or the guest's (cgroup v2 there) through its
 //! agent. Both give libcgroups' statistics, times in nanoseconds.
 
-use std::time::Duration;
-
-use isola_protocol::{Request, Response};
 use serde_json::Value;
 
 use super::Host;
 use crate::error::{Error, Result};
 use crate::id::ContainerId;
 use crate::state::ContainerStatus;
-use crate::vm::agent::agent_error;
-use crate::vm::connect_agent;
-
-/// How long the guest's runner may take for one sample.
-const GUEST_STATS_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Host {
     /// One sample of the container's cgroup statistics: `cpu`, `memory`,
@@ -34,21 +26,8 @@ impl Host {
             return serde_json::to_value(stats)
                 .map_err(|e| Error::Invalid(format!("statistics of {}: {e}", record.name)));
         }
-        let mut agent = connect_agent(&self.paths(&record.id).dir)?;
-        agent
-            .stream()
-            .set_read_timeout(Some(GUEST_STATS_TIMEOUT))
-            .map_err(Error::io("agent connection"))?;
-        let reply = agent
-            .call(Request::ContainerStats {
-                id: record.id.as_str().to_owned(),
-            })
-            .map_err(agent_error)?;
-        let Response::Stats { json } = reply else {
-            return Err(Error::Vm(format!(
-                "unexpected answer from the guest agent: {reply:?}"
-            )));
-        };
+        let json =
+            crate::vm::agent::container_stats(&self.paths(&record.id).dir, record.id.as_str())?;
         // The guest runner's `events --stats` line: {"type","id","data"}.
         let line: Value = serde_json::from_str(json.trim())
             .map_err(|e| Error::Vm(format!("the guest runner's statistics: {e}")))?;

@@ -366,9 +366,6 @@ pub fn update(root: &Path, id: &str, resources: &Value) -> Result<()> {
     )
 }
 
-/// How long a statistics sample may take the guest's runner.
-const STATS_TIMEOUT: Duration = Duration::from_secs(30);
-
 /// One statistics sample of a running (or paused) container, as the guest's
 /// runner prints it for `events --stats`: runc's
 /// `{"type":"stats","id":..,"data":..}` line, read from the guest's cgroup.
@@ -380,20 +377,7 @@ pub fn stats(root: &Path, id: &str) -> Result<String> {
             "container {id} is not running (it is {status})"
         )));
     }
-    let mut agent = connect_agent(&dir)?;
-    agent
-        .stream()
-        .set_read_timeout(Some(STATS_TIMEOUT))
-        .map_err(Error::io(&dir))?;
-    match agent
-        .call(Request::ContainerStats { id: id.to_owned() })
-        .map_err(agent_error)?
-    {
-        Response::Stats { json } => Ok(json.trim_end().to_owned()),
-        other => Err(Error::Vm(format!(
-            "unexpected answer from the guest agent: {other:?}"
-        ))),
-    }
+    crate::vm::agent::container_stats(&dir, id)
 }
 
 /// Refuses a verb the vm level does not have (the guest's processes and

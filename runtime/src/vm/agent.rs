@@ -80,6 +80,28 @@ pub fn send(dir: &Path, request: Request) -> Result<()> {
     connect_agent(dir)?.expect_ok(request).map_err(agent_error)
 }
 
+/// How long the guest's runner may take for one statistics sample.
+const STATS_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One statistics sample of container `id`, as the guest runner's `events
+/// --stats` prints it: runc's `{"type":"stats","id":..,"data":..}` line.
+pub fn container_stats(dir: &Path, id: &str) -> Result<String> {
+    let mut agent = connect_agent(dir)?;
+    agent
+        .stream()
+        .set_read_timeout(Some(STATS_TIMEOUT))
+        .map_err(Error::io(dir.join(VSOCK_SOCKET)))?;
+    match agent
+        .call(Request::ContainerStats { id: id.to_owned() })
+        .map_err(agent_error)?
+    {
+        isola_protocol::Response::Stats { json } => Ok(json.trim_end().to_owned()),
+        other => Err(Error::Vm(format!(
+            "unexpected answer from the guest agent: {other:?}"
+        ))),
+    }
+}
+
 /// An agent's refusal or a broken connection, for the user.
 pub fn agent_error(e: isola_protocol::ClientError) -> Error {
     match e {

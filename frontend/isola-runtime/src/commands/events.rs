@@ -9,28 +9,25 @@ use isola_container::Runner;
 use crate::cli::Events;
 
 pub fn events(runner: &Runner, args: Events) -> Result<i32> {
-    let interval = parse_interval(&args.interval)?;
-    loop {
-        let stats = runner
-            .stats(&args.id)
-            .with_context(|| format!("cannot read stats of container {}", args.id))?;
-        let event = serde_json::json!({ "type": "stats", "id": args.id, "data": stats });
-        println!("{event}");
-        if args.stats {
-            return Ok(0);
-        }
-        std::thread::sleep(interval);
-    }
+    sample_loop(&args, || {
+        let stats = runner.stats(&args.id)?;
+        Ok(serde_json::json!({ "type": "stats", "id": args.id, "data": stats }).to_string())
+    })
 }
 
 /// `events` of a vm-level container: the guest's runner reads the
 /// container's cgroup (v2 in the guest) and prints the same line.
 #[cfg(feature = "vm")]
 pub fn events_vm(root: &std::path::Path, args: &Events) -> Result<i32> {
+    sample_loop(args, || Ok(isola_host::oci_vm::stats(root, &args.id)?))
+}
+
+/// Prints one sample line, then (without `--stats`) one per interval.
+fn sample_loop(args: &Events, sample: impl Fn() -> Result<String>) -> Result<i32> {
     let interval = parse_interval(&args.interval)?;
     loop {
-        let line = isola_host::oci_vm::stats(root, &args.id)
-            .with_context(|| format!("cannot read stats of container {}", args.id))?;
+        let line =
+            sample().with_context(|| format!("cannot read stats of container {}", args.id))?;
         println!("{line}");
         if args.stats {
             return Ok(0);
