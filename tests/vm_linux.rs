@@ -484,6 +484,176 @@ fn malformed_agent_traffic_does_not_kill_the_agent() -> TestResult {
         .map_err(|e| format!("agent died after garbage: {e}").into())
 }
 
+/// Two ext4 disks of one size: `name` holds busybox and a file `name`.
+fn busybox_disk_named(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let root = dir.join(format!("{name}-root"));
+    std::fs::create_dir_all(&root).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("busybox")).expect("copy busybox");
+    std::fs::write(root.join(name), name).expect("write marker");
+    let img = dir.join(format!("{name}.ext4"));
+    isola_tests::guest::ext4_image(&img, &root, 16);
+    img
+}
+
+/// Snapshot a booted guest, start two guests from it at once on other
+/// disks, and check each continues as a guest of its own: the agent
+/// answers, the disk read is the new one (block caches dropped), the clock
+/// is the host's, and the two draw different random numbers (RNG reseeded).
+/// A damaged or mismatched snapshot is refused with a clear error.
+fn snapshot_then_two_restored_guests_each_their_own() -> TestResult {
+    let dir = scratch_dir("snapshot");
+    let snap = dir.join("snap");
+    std::fs::create_dir_all(&snap).map_err(|e| e.to_string())?;
+    let template_disk = busybox_disk_named(&dir, "template");
+    let out = Command::new(isola_tests::bin("isola-vmm"))
+        .args(["--ping", "--cpus", "2", "--mem", "256"])
+        .arg("--disk")
+        .arg(format!("{},ro", template_disk.display()))
+        .arg("--snapshot-to")
+        .arg(&snap)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    check(
+        out.status.code() == Some(0) && stdout.contains("snapshot written to"),
+        format!(
+            "snapshot: exit {}: {stdout} {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )?;
+
+    let mut guests = Vec::new();
+    for name in ["one", "two"] {
+        let disk = busybox_disk_named(&dir, name);
+        let opts = GuestOpts {
+            mem_mib: Some(256),
+            cpus: Some(2),
+            disks: vec![(disk, true)],
+            restore_from: Some(snap.clone()),
+            ..Default::default()
+        };
+        guests.push((name, Guest::spawn(&format!("restored-{name}"), &opts)));
+    }
+    let mut randoms = Vec::new();
+    for (name, g) in &mut guests {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        let mut c = loop {
+            let answered = g
+                .try_client()
+                .ok()
+                .and_then(|mut c| c.handshake().ok().map(|_| c));
+            match answered {
+                Some(c) => break c,
+                None if std::time::Instant::now() > deadline => {
+                    return Err(format!(
+                        "restored guest {name} never answered: {}",
+                        g.stderr_text()
+                    )
+                    .into())
+                }
+                None => std::thread::sleep(Duration::from_millis(20)),
+            }
+        };
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|e| e.to_string())?;
+        c.expect_ok(Request::Restored {
+            unix_time_ns: now.as_nanos() as u64,
+            entropy: std::fs::read("/proc/sys/kernel/random/uuid")
+                .map_err(|e| e.to_string())?
+                .repeat(2),
+        })
+        .map_err(|e| format!("{name}: Restored: {e}"))?;
+        c.expect_ok(Request::Mount {
+            source: "/dev/vda".into(),
+            target: "/bb".into(),
+            fstype: "ext4".into(),
+            readonly: true,
+        })
+        .map_err(|e| format!("{name}: mount: {e}"))?;
+        let r = sh(
+            g,
+            &format!(
+                "cat /bb/{name}; echo; ls /bb; date +%s; /bb/busybox od -An -tx1 -N16 /dev/urandom"
+            ),
+        );
+        let text = String::from_utf8_lossy(&r.stdout).into_owned();
+        let lines: Vec<&str> = text.lines().collect();
+        check(
+            r.status == 0 && lines.first() == Some(&*name),
+            format!("{name}: reads its own disk: {text:?}"),
+        )?;
+        check(
+            !text.contains("template"),
+            format!("{name}: sees the template's disk: {text:?}"),
+        )?;
+        let guest_secs: u64 = lines
+            .get(lines.len().saturating_sub(2))
+            .and_then(|l| l.trim().parse().ok())
+            .ok_or_else(|| format!("{name}: no date in {text:?}"))?;
+        check(
+            guest_secs.abs_diff(now.as_secs()) < 60,
+            format!("{name}: guest clock {guest_secs}, host {}", now.as_secs()),
+        )?;
+        randoms.push(lines.last().map(|l| l.to_string()).unwrap_or_default());
+        c.expect_ok(Request::Shutdown).map_err(|e| e.to_string())?;
+    }
+    check(
+        randoms[0] != randoms[1] && !randoms[0].is_empty(),
+        format!("restored guests share random numbers: {randoms:?}"),
+    )?;
+    for (name, g) in &mut guests {
+        let st = g.wait_exit(EXIT_WAIT);
+        check(
+            st.code() == Some(0),
+            format!("{name}: power-off exits 0, got {st}"),
+        )?;
+    }
+
+    // Asked for another machine: refused, nothing started.
+    let refused = |extra: &[&str]| -> Result<String, String> {
+        let out = Command::new(isola_tests::bin("isola-vmm"))
+            .args(["--ping", "--cpus", "2"])
+            .args(extra)
+            .arg("--disk")
+            .arg(format!("{},ro", template_disk.display()))
+            .arg("--restore-from")
+            .arg(&snap)
+            .output()
+            .map_err(|e| e.to_string())?;
+        if out.status.code() != Some(1) {
+            return Err(format!("restore {extra:?} exited {}", out.status));
+        }
+        Ok(String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let e = refused(&["--mem", "512"])?;
+    check(
+        e.contains("saved with 256 MiB"),
+        format!("mismatch error: {e}"),
+    )?;
+    // A damaged memory file.
+    let mem = snap.join("memory");
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&mem)
+        .and_then(|f| f.set_len(4096))
+        .map_err(|e| e.to_string())?;
+    let e = refused(&["--mem", "256"])?;
+    check(
+        e.contains("memory file holds 4096 bytes"),
+        format!("damage error: {e}"),
+    )?;
+    // A damaged state file.
+    std::fs::write(snap.join("vm.json"), b"{\"version\": 1, \"mem_mib\": ")
+        .map_err(|e| e.to_string())?;
+    let e = refused(&["--mem", "256"])?;
+    check(
+        e.contains("snapshot state file"),
+        format!("state error: {e}"),
+    )
+}
+
 fn main() {
     run_here_or_in_testhost();
     let args = Arguments::from_args();
@@ -510,6 +680,10 @@ fn main() {
             virtio_fs_shares_a_host_directory_both_ways,
         ),
         Trial::test("two_vms_at_once", two_vms_at_once),
+        Trial::test(
+            "snapshot_then_two_restored_guests_each_their_own",
+            snapshot_then_two_restored_guests_each_their_own,
+        ),
         Trial::test(
             "hundred_vsock_streams_one_moving_64_mib",
             hundred_vsock_streams_one_moving_64_mib,

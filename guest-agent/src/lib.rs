@@ -9,6 +9,7 @@ pub mod init;
 pub mod logging;
 pub mod power;
 pub mod reaper;
+pub mod restored;
 pub mod serve;
 pub mod server;
 pub mod service;

@@ -129,6 +129,10 @@ pub fn handle(req: Request) -> Outcome {
             from_result(container::resize(&key, rows, cols))
         }
         Request::ContainerStats { id } => from_result(container::stats(&id)),
+        Request::Restored {
+            unix_time_ns,
+            entropy,
+        } => from_result(crate::restored::settle(unix_time_ns, &entropy).map(|()| Response::Ok)),
         Request::Shutdown => ok_then(Then::PowerOff),
         Request::Reboot => ok_then(Then::Reboot),
     }

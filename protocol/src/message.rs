@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 /// Bumped on every incompatible change; the agent reports it in
 /// [`Response::Version`] and the host refuses a mismatch.
-pub const PROTOCOL_VERSION: u32 = 2;
+pub const PROTOCOL_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Envelope<T> {
@@ -153,6 +153,16 @@ pub enum Request {
     /// The container's cgroup figures, as `runc events --stats` prints them;
     /// answered with [`Response::Stats`].
     ContainerStats { id: String },
+    /// The first request to a guest started from a snapshot rather than
+    /// booted: set the wall clock (the snapshot's is stale), mix host
+    /// entropy into the kernel's RNG and reseed it (so that guests started
+    /// from one snapshot do not share random streams), and drop the block
+    /// devices' cached blocks (read from the snapshot's own disks).
+    Restored {
+        unix_time_ns: u64,
+        #[serde(with = "crate::message::b64")]
+        entropy: Vec<u8>,
+    },
     /// Sync filesystems, answer, then power the VM off.
     Shutdown,
     /// Sync, answer, then reboot (the VMM ends the VM on reset).

@@ -35,6 +35,8 @@ pub struct GuestOpts {
     pub no_initramfs: bool,
     /// (vhost-user socket, tag) of virtio-fs devices.
     pub filesystems: Vec<(PathBuf, String)>,
+    /// Start from this snapshot instead of booting.
+    pub restore_from: Option<PathBuf>,
 }
 
 pub struct Guest {
@@ -75,6 +77,9 @@ impl Guest {
         }
         if opts.no_initramfs {
             cmd.arg("--no-initramfs");
+        }
+        if let Some(dir) = &opts.restore_from {
+            cmd.arg("--restore-from").arg(dir);
         }
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().expect("spawn isola-vmm");

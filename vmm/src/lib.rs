@@ -16,6 +16,7 @@ pub mod devices;
 pub mod exit;
 pub mod host_check;
 pub mod seccomp;
+pub mod snapshot;
 pub mod vcpu;
 pub mod virtio;
 pub mod vm;

@@ -62,6 +62,14 @@ struct Args {
     /// shut the guest down.
     #[arg(long)]
     ping: bool,
+    /// With --ping: once the agent answers, save the VM to DIR (which must
+    /// exist and be empty) instead of shutting it down.
+    #[arg(long, value_name = "DIR", requires = "ping")]
+    snapshot_to: Option<PathBuf>,
+    /// Start from the VM saved in DIR instead of booting; the other
+    /// options must describe the same machine (memory, vCPUs, devices).
+    #[arg(long, value_name = "DIR", conflicts_with = "snapshot_to")]
+    restore_from: Option<PathBuf>,
     /// How long --ping waits for the agent, in seconds.
     #[arg(long, default_value_t = 60)]
     ping_timeout: u64,
@@ -189,8 +197,29 @@ const FALLBACK_POLL_AFTER: Duration = Duration::from_secs(10);
 
 /// Wait for the agent: its READY announcement normally; a slow poll of
 /// the agent port as a fallback (an agent that does not announce itself).
-fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit: ExitNotifier) {
-    let deadline = t0 + timeout;
+/// What --ping does once the agent answers.
+enum OnReady {
+    Shutdown,
+    /// Leave the guest running and tell the main thread (which snapshots).
+    Report(std::sync::mpsc::Sender<()>),
+}
+
+/// How --ping finds the agent.
+struct PingPlan {
+    timeout: Duration,
+    /// Poll the agent port from the start: a restored guest announced
+    /// itself before its snapshot, never again.
+    poll_at_once: bool,
+    on_ready: OnReady,
+}
+
+fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, plan: PingPlan, exit: ExitNotifier) {
+    let deadline = t0 + plan.timeout;
+    let poll_after = if plan.poll_at_once {
+        Duration::ZERO
+    } else {
+        FALLBACK_POLL_AFTER
+    };
     let mut last_poll = Instant::now();
     loop {
         let announced = match ready.accept() {
@@ -210,8 +239,8 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
         };
         // Polling is only the fallback for an agent that never announces
         // itself: it starts late, so it cannot beat a slow announcement.
-        let poll_due = t0.elapsed() >= FALLBACK_POLL_AFTER
-            && last_poll.elapsed() >= Duration::from_millis(250);
+        let poll_due = t0.elapsed() >= poll_after
+            && (plan.poll_at_once || last_poll.elapsed() >= Duration::from_millis(250));
         if announced || poll_due {
             last_poll = Instant::now();
             // The guest controls the other end: an agent that accepts and
@@ -224,8 +253,18 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
                     match client.handshake() {
                         Ok(_) => {
                             println!("agent ready in {} ms", t0.elapsed().as_millis());
-                            if let Err(e) = client.expect_ok(Request::Shutdown) {
-                                exit.notify(VmExitReason::Error(format!("shutdown request: {e}")));
+                            match plan.on_ready {
+                                OnReady::Shutdown => {
+                                    if let Err(e) = client.expect_ok(Request::Shutdown) {
+                                        exit.notify(VmExitReason::Error(format!(
+                                            "shutdown request: {e}"
+                                        )));
+                                    }
+                                }
+                                OnReady::Report(tx) => {
+                                    drop(client);
+                                    let _ = tx.send(());
+                                }
                             }
                             return;
                         }
@@ -238,7 +277,7 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, timeout: Duration, exit:
         if Instant::now() > deadline {
             exit.notify(VmExitReason::Error(format!(
                 "the guest agent did not answer within {} s",
-                timeout.as_secs()
+                plan.timeout.as_secs()
             )));
             return;
         }
@@ -363,7 +402,12 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
         console: parse_console(&args.console),
         cmdline_extra: args.cmdline_extra,
     };
-    let mut vm = Vm::new(&cfg).context("cannot build the VM")?;
+    let mut vm = match &args.restore_from {
+        Some(dir) => Vm::restore(&cfg, dir)
+            .with_context(|| format!("cannot restore the VM saved in {}", dir.display()))?,
+        None => Vm::new(&cfg).context("cannot build the VM")?,
+    };
+    let mut snapshot_ready = None;
     handle_signals(vm.exit_notifier())?;
     let mut ready_socket = None;
     if args.ping {
@@ -371,10 +415,21 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
             let ready = ready_listener(&uds)?;
             ready_socket = Some(guest_port_path(&uds, AGENT_READY_PORT));
             let exit = vm.exit_notifier();
-            let timeout = Duration::from_secs(args.ping_timeout);
+            let on_ready = if args.snapshot_to.is_some() {
+                let (tx, rx) = std::sync::mpsc::channel();
+                snapshot_ready = Some(rx);
+                OnReady::Report(tx)
+            } else {
+                OnReady::Shutdown
+            };
+            let plan = PingPlan {
+                timeout: Duration::from_secs(args.ping_timeout),
+                poll_at_once: args.restore_from.is_some(),
+                on_ready,
+            };
             std::thread::Builder::new()
                 .name("ping".into())
-                .spawn(move || ping(uds, ready, t0, timeout, exit))
+                .spawn(move || ping(uds, ready, t0, plan, exit))
                 .context("spawning the ping thread")?;
         }
     }
@@ -383,6 +438,24 @@ fn run(args: Args, t0: Instant) -> Result<VmExitReason> {
         "boot stage +{:.3} ms: vCPUs running",
         t0.elapsed().as_secs_f64() * 1000.0
     );
+    if let (Some(rx), Some(dir)) = (snapshot_ready, &args.snapshot_to) {
+        // The ping thread drops its sender without sending when the VM
+        // ended first; its reason is then waiting below.
+        if rx.recv().is_ok() {
+            let saved = vm.snapshot(dir);
+            vm.teardown();
+            for p in own_socket.into_iter().chain(ready_socket) {
+                let _ = std::fs::remove_file(p);
+            }
+            let bytes = saved.context("cannot save the VM")?;
+            println!(
+                "snapshot written to {} ({} MiB of RAM)",
+                dir.display(),
+                bytes >> 20
+            );
+            return Ok(VmExitReason::PowerOff);
+        }
+    }
     let reason = vm.wait();
     tracing::debug!(
         "boot stage +{:.3} ms: VM stopped: {reason}",

@@ -2,26 +2,32 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use kvm_bindings::{kvm_pit_config, kvm_userspace_memory_region, KVM_PIT_SPEAKER_DUMMY};
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuFd, VmFd};
 use vm_memory::{Address, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vmm_sys_util::eventfd::EventFd;
+use vmm_sys_util::signal::Killable;
 
 use crate::arch::{cpu, layout, loader, memory, mptable, pvh};
 use crate::config::{ConsoleMode, VmConfig};
 use crate::devices::bus::Bus;
 use crate::devices::legacy::i8042::I8042;
 use crate::devices::legacy::power::PowerPort;
-use crate::devices::legacy::serial::{ConsoleWriter, SerialConsole};
+use crate::devices::legacy::serial::{ConsoleWriter, SerialConsole, SerialRegs};
 use crate::devices::{ExitNotifier, IrqLine};
 use crate::exit::VmExitReason;
-use crate::vcpu::VcpuRunner;
+use crate::snapshot::{
+    guest_ram, vcpu_state, MachineState, SnapshotError, VcpuState, VmState, FORMAT_VERSION,
+    MEMORY_FILE,
+};
+use crate::vcpu::{install_kick_handler, kick_signal, Handover, VcpuRunner};
 use crate::virtio::block::Block;
 use crate::virtio::fs::VhostUserFs;
 use crate::virtio::mmio::{MmioTransport, REG_QUEUE_NOTIFY};
@@ -64,6 +70,8 @@ pub enum VmError {
         path: String,
         source: std::io::Error,
     },
+    #[error("snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
     #[error("{what}: {source}")]
     Io {
         what: &'static str,
@@ -80,15 +88,25 @@ fn io_op(what: &'static str) -> impl FnOnce(std::io::Error) -> VmError {
 }
 
 pub struct Vm {
+    kvm: Kvm,
+    vm_fd: Arc<VmFd>,
+    mem: GuestMemoryMmap,
+    mem_mib: u64,
     vcpus: Vec<VcpuRunner>,
+    vcpu_count: u8,
+    threads: Vec<(u8, JoinHandle<()>)>,
+    handover: Arc<Handover>,
+    handed_over: Receiver<(u8, VcpuFd)>,
     exit_tx: ExitNotifier,
     exit_rx: Receiver<VmExitReason>,
     panicked: Arc<AtomicBool>,
     disk_files: Vec<(Arc<File>, bool)>,
     vsock_uds: Option<PathBuf>,
-    // Held so the VM and memory outlive the vCPU threads.
-    _vm_fd: Arc<VmFd>,
-    _mem: GuestMemoryMmap,
+    serial: Arc<Mutex<SerialConsole>>,
+    transports: Vec<Arc<Mutex<MmioTransport>>>,
+    vsock_in_flight: Option<Arc<AtomicUsize>>,
+    pio: Arc<Bus>,
+    mmio: Arc<Bus>,
 }
 
 /// Everything built so far, for the timing log.
@@ -99,9 +117,115 @@ fn stage(t0: Instant, what: &str) {
     );
 }
 
+/// How long a snapshot waits for the vsock bridge to have nothing in flight.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+/// Checks, 10 ms apart, that must all find the bridge idle.
+const IDLE_ROUNDS: u32 = 3;
+/// How long a snapshot waits for the vCPUs to leave the guest.
+const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 impl Vm {
+    /// A VM that boots `cfg.kernel` from its entry point.
     pub fn new(cfg: &VmConfig) -> Result<Self, VmError> {
         let t0 = Instant::now();
+        let (mut vm, cmdline_devices) = Self::build(cfg, None, t0)?;
+
+        // Kernel, initramfs, command line, boot tables.
+        let kernel = loader::load_kernel(&vm.mem, &cfg.kernel)?;
+        stage(t0, "kernel loaded");
+        let mem_bytes = cfg.mem_mib << 20;
+        let initramfs = match &cfg.initramfs {
+            Some(p) => Some(loader::load_initramfs(
+                &vm.mem,
+                p,
+                kernel.kernel_end,
+                memory::low_ram_end(mem_bytes),
+            )?),
+            None => None,
+        };
+        let cmdline = build_cmdline(cfg, &cmdline_devices);
+        tracing::debug!("kernel command line: {cmdline}");
+        let cmdline_addr = loader::load_command_line(&vm.mem, &cmdline)?;
+        let start_info = pvh::write_start_info(
+            &vm.mem,
+            &pvh::PvhParams {
+                cmdline_addr,
+                initramfs,
+                mem_bytes,
+            },
+        )?;
+        mptable::setup_mptable(&vm.mem, cfg.vcpus)?;
+        stage(t0, "kernel, initramfs and boot tables loaded");
+
+        for id in 0..cfg.vcpus {
+            let fd = vm.create_vcpu(id)?;
+            cpu::setup_msrs(&fd)?;
+            cpu::setup_fpu(&fd)?;
+            cpu::setup_lapic(&fd)?;
+            if id == 0 {
+                cpu::setup_pvh_regs(&fd, &vm.mem, kernel.pvh_entry.raw_value(), start_info)?;
+            }
+            vm.add_runner(id, fd);
+        }
+        stage(t0, "vCPUs configured");
+        Ok(vm)
+    }
+
+    /// A VM that continues where the one saved in `dir` (by
+    /// [`Vm::snapshot`]) stood. `cfg` must describe the same machine: the
+    /// same memory, vCPUs and devices in the same order; its disks and
+    /// sockets may be other files (another container's).
+    pub fn restore(cfg: &VmConfig, dir: &Path) -> Result<Self, VmError> {
+        let t0 = Instant::now();
+        let state = VmState::read(dir)?;
+        if state.mem_mib != cfg.mem_mib || state.vcpus.len() != cfg.vcpus as usize {
+            return Err(SnapshotError::Mismatch(format!(
+                "saved with {} MiB and {} vCPUs, asked for {} MiB and {}",
+                state.mem_mib,
+                state.vcpus.len(),
+                cfg.mem_mib,
+                cfg.vcpus
+            ))
+            .into());
+        }
+        let (mut vm, _) = Self::build(cfg, Some(&state.serial), t0)?;
+        if vm.transports.len() != state.devices.len() {
+            return Err(SnapshotError::Mismatch(format!(
+                "{} devices saved, {} configured",
+                state.devices.len(),
+                vm.transports.len()
+            ))
+            .into());
+        }
+        let bytes = guest_ram::load(&vm.mem, &dir.join(MEMORY_FILE))?;
+        stage(t0, &format!("guest RAM read ({} MiB)", bytes >> 20));
+        state.machine.restore(&vm.vm_fd)?;
+        // Device workers start here and may read the rings at once: RAM
+        // is already in place.
+        for (t, s) in vm.transports.iter().zip(&state.devices) {
+            t.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .restore(s)
+                .map_err(SnapshotError::from)?;
+        }
+        stage(t0, "irqchip, clock and devices restored");
+        for (id, s) in state.vcpus.iter().enumerate() {
+            let fd = vm.create_vcpu(id as u8)?;
+            s.restore(&vm.kvm, &fd)?;
+            vm.add_runner(id as u8, fd);
+        }
+        stage(t0, "vCPUs restored");
+        Ok(vm)
+    }
+
+    /// The machine without anything loaded into it: KVM, RAM, irqchip,
+    /// legacy and virtio devices. Also returns the devices' command-line
+    /// entries.
+    fn build(
+        cfg: &VmConfig,
+        serial_regs: Option<&SerialRegs>,
+        t0: Instant,
+    ) -> Result<(Self, Vec<String>), VmError> {
         if cfg.vcpus == 0 || cfg.vcpus > VmConfig::MAX_VCPUS {
             return Err(VmError::Config(format!(
                 "--cpus must be 1..={}, got {}",
@@ -173,14 +297,13 @@ impl Vm {
         vm_fd
             .register_irqfd(&serial_irq, layout::SERIAL_IRQ)
             .map_err(kvm_op("KVM_IRQFD (serial)"))?;
-        pio.insert(
-            layout::SERIAL_PORT as u64,
-            8,
-            Arc::new(Mutex::new(SerialConsole::new(
-                IrqLine(serial_irq),
-                ConsoleWriter::new(sink, panicked.clone()),
-            ))),
-        )?;
+        let writer = ConsoleWriter::new(sink, panicked.clone());
+        let serial = Arc::new(Mutex::new(match serial_regs {
+            None => SerialConsole::new(IrqLine(serial_irq), writer),
+            Some(regs) => SerialConsole::restored(IrqLine(serial_irq), writer, regs)
+                .map_err(io_op("restoring the serial console"))?,
+        }));
+        pio.insert(layout::SERIAL_PORT as u64, 8, serial.clone())?;
         pio.insert(
             layout::I8042_DATA_PORT as u64,
             5,
@@ -197,17 +320,21 @@ impl Vm {
         let mut cmdline_devices = Vec::new();
         let mut disk_files = Vec::new();
         let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
+        let mut vsock_in_flight = None;
         for (i, d) in cfg.disks.iter().enumerate() {
             let blk = Block::open(&d.path, d.read_only, i)?;
             disk_files.push((blk.file(), d.read_only));
             devices.push(Box::new(blk));
         }
         if let Some(uds) = &cfg.vsock_uds {
-            devices.push(Box::new(Vsock::new(cfg.guest_cid, uds)?));
+            let vsock = Vsock::new(cfg.guest_cid, uds)?;
+            vsock_in_flight = Some(vsock.in_flight());
+            devices.push(Box::new(vsock));
         }
         for fs in &cfg.filesystems {
             devices.push(Box::new(VhostUserFs::connect(&fs.socket, &fs.tag, &mem)?));
         }
+        let mut transports = Vec::new();
         for (i, dev) in devices.into_iter().enumerate() {
             let base = layout::VIRTIO_MMIO_BASE + i as u64 * layout::VIRTIO_MMIO_SIZE;
             let irq = layout::VIRTIO_IRQ_BASE + i as u32;
@@ -228,75 +355,58 @@ impl Vm {
                     )
                     .map_err(kvm_op("KVM_IOEVENTFD"))?;
             }
-            mmio.insert(
-                base,
-                layout::VIRTIO_MMIO_SIZE,
-                Arc::new(Mutex::new(transport)),
-            )?;
+            let transport = Arc::new(Mutex::new(transport));
+            transports.push(transport.clone());
+            mmio.insert(base, layout::VIRTIO_MMIO_SIZE, transport)?;
             cmdline_devices.push(format!("virtio_mmio.device=4K@{base:#x}:{irq}"));
         }
         stage(t0, "devices created");
 
-        // Kernel, initramfs, command line, boot tables.
-        let kernel = loader::load_kernel(&mem, &cfg.kernel)?;
-        stage(t0, "kernel loaded");
-        let mem_bytes = cfg.mem_mib << 20;
-        let initramfs = match &cfg.initramfs {
-            Some(p) => Some(loader::load_initramfs(
-                &mem,
-                p,
-                kernel.kernel_end,
-                memory::low_ram_end(mem_bytes),
-            )?),
-            None => None,
-        };
-        let cmdline = build_cmdline(cfg, &cmdline_devices);
-        tracing::debug!("kernel command line: {cmdline}");
-        let cmdline_addr = loader::load_command_line(&mem, &cmdline)?;
-        let start_info = pvh::write_start_info(
-            &mem,
-            &pvh::PvhParams {
-                cmdline_addr,
-                initramfs,
-                mem_bytes,
+        let (to, handed_over) = channel();
+        Ok((
+            Self {
+                kvm,
+                vm_fd,
+                mem,
+                mem_mib: cfg.mem_mib,
+                vcpus: Vec::new(),
+                vcpu_count: cfg.vcpus,
+                threads: Vec::new(),
+                handover: Arc::new(Handover::new(to)),
+                handed_over,
+                exit_tx,
+                exit_rx,
+                panicked,
+                disk_files,
+                vsock_uds: cfg.vsock_uds.clone(),
+                serial,
+                transports,
+                vsock_in_flight,
+                pio: Arc::new(pio),
+                mmio: Arc::new(mmio),
             },
-        )?;
-        mptable::setup_mptable(&mem, cfg.vcpus)?;
-        stage(t0, "kernel, initramfs and boot tables loaded");
+            cmdline_devices,
+        ))
+    }
 
-        let pio = Arc::new(pio);
-        let mmio = Arc::new(mmio);
-        let mut vcpus = Vec::new();
-        for id in 0..cfg.vcpus {
-            let fd: VcpuFd = vm_fd
-                .create_vcpu(id as u64)
-                .map_err(kvm_op("KVM_CREATE_VCPU"))?;
-            cpu::setup_cpuid(&kvm, &fd, id, cfg.vcpus)?;
-            cpu::setup_msrs(&fd)?;
-            cpu::setup_fpu(&fd)?;
-            cpu::setup_lapic(&fd)?;
-            if id == 0 {
-                cpu::setup_pvh_regs(&fd, &mem, kernel.pvh_entry.raw_value(), start_info)?;
-            }
-            vcpus.push(VcpuRunner {
-                id,
-                fd,
-                pio: pio.clone(),
-                mmio: mmio.clone(),
-                exit: exit_tx.clone(),
-            });
-        }
-        stage(t0, "vCPUs configured");
-        Ok(Self {
-            vcpus,
-            exit_tx,
-            exit_rx,
-            panicked,
-            disk_files,
-            vsock_uds: cfg.vsock_uds.clone(),
-            _vm_fd: vm_fd,
-            _mem: mem,
-        })
+    fn create_vcpu(&self, id: u8) -> Result<VcpuFd, VmError> {
+        let fd: VcpuFd = self
+            .vm_fd
+            .create_vcpu(id as u64)
+            .map_err(kvm_op("KVM_CREATE_VCPU"))?;
+        cpu::setup_cpuid(&self.kvm, &fd, id, self.vcpu_count)?;
+        Ok(fd)
+    }
+
+    fn add_runner(&mut self, id: u8, fd: VcpuFd) {
+        self.vcpus.push(VcpuRunner {
+            id,
+            fd,
+            pio: self.pio.clone(),
+            mmio: self.mmio.clone(),
+            exit: self.exit_tx.clone(),
+            handover: self.handover.clone(),
+        });
     }
 
     /// A handle other threads use to stop the VM.
@@ -306,13 +416,134 @@ impl Vm {
 
     /// Start the vCPU threads.
     pub fn start(&mut self) -> Result<(), VmError> {
+        install_kick_handler().map_err(io_op("installing the vCPU kick handler"))?;
         for runner in self.vcpus.drain(..) {
-            std::thread::Builder::new()
-                .name(format!("vcpu{}", runner.id))
+            let id = runner.id;
+            let handle = std::thread::Builder::new()
+                .name(format!("vcpu{id}"))
                 .spawn(move || runner.run())
                 .map_err(io_op("spawning a vCPU thread"))?;
+            self.threads.push((id, handle));
         }
         Ok(())
+    }
+
+    /// Saves the running VM to `dir` (which must exist): once the vsock
+    /// bridge has nothing in flight, the vCPUs leave the guest for good,
+    /// the devices stop, and their state and guest RAM are written. The
+    /// VM does not run again; [`Vm::restore`] makes new ones from `dir`.
+    /// Returns how many bytes of RAM were written.
+    pub fn snapshot(&mut self, dir: &Path) -> Result<u64, VmError> {
+        let t0 = Instant::now();
+        if let Some(in_flight) = &self.vsock_in_flight {
+            // The worker updates the count after each round of work, so a
+            // zero only counts once it has held for a while: a host socket
+            // closed just now may not have been seen yet.
+            let deadline = Instant::now() + IDLE_TIMEOUT;
+            let mut quiet = 0;
+            while quiet < IDLE_ROUNDS {
+                let n = in_flight.load(Ordering::Relaxed);
+                quiet = if n == 0 { quiet + 1 } else { 0 };
+                if n != 0 && Instant::now() >= deadline {
+                    return Err(SnapshotError::Busy(n).into());
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        let fds = self.pause_vcpus()?;
+        stage(t0, "snapshot: vCPUs out of the guest");
+        let machine = MachineState::save(&self.vm_fd)?;
+        let msr_indices = vcpu_state::msr_indices(&self.kvm)?;
+        let vcpus = fds
+            .iter()
+            .map(|fd| VcpuState::save(&self.kvm, fd, &msr_indices))
+            .collect::<Result<Vec<_>, _>>()?;
+        let devices = self
+            .transports
+            .iter()
+            .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).save())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(SnapshotError::from)?;
+        let serial = self.serial.lock().unwrap_or_else(|p| p.into_inner()).regs();
+        stage(t0, "snapshot: device state read");
+        let written = guest_ram::save(&self.mem, &dir.join(MEMORY_FILE))?;
+        VmState {
+            version: FORMAT_VERSION,
+            mem_mib: self.mem_mib,
+            machine,
+            vcpus,
+            serial,
+            devices,
+        }
+        .write(dir)?;
+        stage(
+            t0,
+            &format!("snapshot: written ({} MiB of RAM)", written >> 20),
+        );
+        Ok(written)
+    }
+
+    /// Takes every vCPU out of the guest and back from its thread, by id.
+    fn pause_vcpus(&mut self) -> Result<Vec<VcpuFd>, VmError> {
+        self.handover.request();
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        let mut fds: Vec<Option<VcpuFd>> = (0..self.vcpu_count).map(|_| None).collect();
+        let mut missing = self.threads.len();
+        if missing != self.vcpu_count as usize {
+            return Err(VmError::Config(
+                "snapshot of a VM that was not started".into(),
+            ));
+        }
+        while missing > 0 {
+            if self.exit_tx.stopping() {
+                return Err(VmError::Config("the VM stopped during a snapshot".into()));
+            }
+            for (id, handle) in &self.threads {
+                if fds[*id as usize].is_none() {
+                    // A vCPU inside KVM_RUN sees the flag only once the
+                    // signal interrupts it; again each round, as one sent
+                    // just before its entry would be missed.
+                    let _ = handle.kill(kick_signal());
+                }
+            }
+            match self.handed_over.recv_timeout(Duration::from_millis(2)) {
+                Ok((id, fd)) => {
+                    if let Some(slot) = fds.get_mut(id as usize) {
+                        if slot.replace(fd).is_none() {
+                            missing -= 1;
+                        }
+                    }
+                }
+                Err(_) if Instant::now() >= deadline => {
+                    return Err(SnapshotError::PauseTimeout(PAUSE_TIMEOUT.as_millis()).into())
+                }
+                Err(_) => {}
+            }
+        }
+        Ok(fds.into_iter().flatten().collect())
+    }
+
+    /// Why the VM stopped, if it has, without waiting.
+    pub fn try_ended(&self) -> Option<VmExitReason> {
+        self.exit_rx.try_recv().ok()
+    }
+
+    /// Stops the VM from another thread of this process and waits briefly
+    /// for its vCPU threads to leave the guest (a process that lives on
+    /// must not keep a guest running on threads nobody watches).
+    pub fn stop(&self) {
+        self.exit_tx.notify(VmExitReason::Terminated(0));
+        let deadline = Instant::now() + PAUSE_TIMEOUT;
+        // A kick that lands just before a vCPU enters KVM_RUN is lost, so
+        // kick until every thread has ended.
+        while self.threads.iter().any(|(_, h)| !h.is_finished()) && Instant::now() < deadline {
+            for (_, h) in &self.threads {
+                if !h.is_finished() {
+                    let _ = h.kill(kick_signal());
+                }
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Block until the VM must stop, and say why.

@@ -65,6 +65,18 @@ impl Interrupt {
     pub fn ack(&self, bits: u32) {
         self.status.fetch_and(!bits, Ordering::SeqCst);
     }
+
+    /// The raised bits the driver has not acked yet, as a snapshot saw them.
+    pub fn pending(&self) -> u32 {
+        self.status.load(Ordering::SeqCst)
+    }
+
+    /// Put back the bits a snapshot saved, without injecting anything: the
+    /// irqchip state restored beside them already says what was delivered.
+    pub fn restore_pending(&self, bits: u32) {
+        self.status
+            .store(bits & (INT_VRING | INT_CONFIG), Ordering::SeqCst);
+    }
 }
 
 /// A queue the driver has set up, with the eventfd KVM signals when the
@@ -84,6 +96,19 @@ pub enum ActivateError {
     Worker(std::io::Error),
 }
 
+/// Why a device could not hand its queues over for a snapshot.
+#[derive(Debug, thiserror::Error)]
+pub enum QuiesceError {
+    #[error("the device was never activated by the guest")]
+    NotActive,
+    #[error("the device worker died")]
+    WorkerLost,
+    #[error("the device cannot be saved: {0}")]
+    Unsupported(&'static str),
+    #[error("the device is busy: {0}")]
+    Busy(String),
+}
+
 pub trait VirtioDevice: Send {
     fn device_type(&self) -> u32;
     fn queue_max_sizes(&self) -> &[u16];
@@ -101,6 +126,11 @@ pub trait VirtioDevice: Send {
     ) -> Result<(), ActivateError>;
     /// Stop serving (driver wrote 0 to status); the device may be activated again.
     fn reset(&mut self);
+    /// Stop serving for good and hand back the live queues (their ring
+    /// positions), for a snapshot of a paused VM.
+    fn quiesce(&mut self) -> Result<Vec<Queue>, QuiesceError> {
+        Err(QuiesceError::Unsupported("no snapshot support"))
+    }
 }
 
 /// Copy `src` (a device's config space) into `data` at `offset`, reading

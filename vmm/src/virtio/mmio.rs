@@ -8,11 +8,12 @@
 
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use virtio_queue::{Queue, QueueT};
 use vm_memory::GuestMemoryMmap;
 use vmm_sys_util::eventfd::EventFd;
 
-use super::device::{ActiveQueue, Interrupt, VirtioDevice};
+use super::device::{ActiveQueue, Interrupt, QuiesceError, VirtioDevice};
 use super::{VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 use crate::devices::bus::BusDevice;
 
@@ -72,6 +73,36 @@ pub enum TransportError {
     EventFd(std::io::Error),
     #[error("device offers an invalid queue size {0}")]
     QueueSize(u16),
+    #[error("virtio device {device_type}: {source}")]
+    Quiesce {
+        device_type: u32,
+        source: QuiesceError,
+    },
+    #[error("saved state does not fit this device: {0}")]
+    StateMismatch(String),
+}
+
+/// One queue as the driver configured it and as far as the device got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueueRegs {
+    pub size: u16,
+    pub ready: bool,
+    pub desc_table: u64,
+    pub avail_ring: u64,
+    pub used_ring: u64,
+    pub next_avail: u16,
+    pub next_used: u16,
+}
+
+/// What a snapshot keeps of a transport: the driver's side of the
+/// registers and the device's ring positions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TransportState {
+    pub device_type: u32,
+    pub status: u32,
+    pub driver_features: u64,
+    pub interrupt_pending: u32,
+    pub queues: Vec<QueueRegs>,
 }
 
 impl MmioTransport {
@@ -314,6 +345,98 @@ impl MmioTransport {
             REG_STATUS => self.set_status(v),
             _ => tracing::debug!(offset, "write to unknown virtio-mmio register"),
         }
+    }
+
+    /// Stops the device for good and says where it stood: the VM's vCPUs
+    /// must be paused, so the driver changes nothing meanwhile.
+    pub fn save(&mut self) -> Result<TransportState, TransportError> {
+        let live = if self.activated {
+            self.activated = false;
+            Some(
+                self.device
+                    .quiesce()
+                    .map_err(|source| TransportError::Quiesce {
+                        device_type: self.device.device_type(),
+                        source,
+                    })?,
+            )
+        } else {
+            None
+        };
+        let queues = self
+            .queues
+            .iter()
+            .enumerate()
+            .map(|(i, q)| {
+                // The device's copy has moved on; the transport's has the
+                // driver's configuration.
+                let pos = live.as_ref().and_then(|l| l.get(i)).unwrap_or(q);
+                QueueRegs {
+                    size: q.size(),
+                    ready: q.ready(),
+                    desc_table: q.desc_table(),
+                    avail_ring: q.avail_ring(),
+                    used_ring: q.used_ring(),
+                    next_avail: pos.next_avail(),
+                    next_used: pos.next_used(),
+                }
+            })
+            .collect();
+        Ok(TransportState {
+            device_type: self.device.device_type(),
+            status: self.status,
+            driver_features: self.driver_features,
+            interrupt_pending: self.interrupt.pending(),
+            queues,
+        })
+    }
+
+    /// Puts a fresh transport where a saved one stood, activating the
+    /// device on the saved rings if the driver had. Everything is checked
+    /// as a driver's writes would be: the state file is input too.
+    pub fn restore(&mut self, s: &TransportState) -> Result<(), TransportError> {
+        let mismatch = |what: String| Err(TransportError::StateMismatch(what));
+        if s.device_type != self.device.device_type() {
+            return mismatch(format!(
+                "device type {} saved, {} here",
+                s.device_type,
+                self.device.device_type()
+            ));
+        }
+        if s.queues.len() != self.queues.len() {
+            return mismatch(format!(
+                "{} queues saved, {} here",
+                s.queues.len(),
+                self.queues.len()
+            ));
+        }
+        if s.driver_features & !self.device.features() != 0 {
+            return mismatch("features the device does not offer".into());
+        }
+        for (q, r) in self.queues.iter_mut().zip(&s.queues) {
+            q.set_size(r.size);
+            if q.size() != r.size {
+                return mismatch(format!("queue size {}", r.size));
+            }
+            q.set_desc_table_address(Some(r.desc_table as u32), Some((r.desc_table >> 32) as u32));
+            q.set_avail_ring_address(Some(r.avail_ring as u32), Some((r.avail_ring >> 32) as u32));
+            q.set_used_ring_address(Some(r.used_ring as u32), Some((r.used_ring >> 32) as u32));
+            q.set_next_avail(r.next_avail);
+            q.set_next_used(r.next_used);
+            q.set_ready(r.ready);
+        }
+        self.driver_features = s.driver_features;
+        self.interrupt.restore_pending(s.interrupt_pending);
+        if s.status & STATUS_DRIVER_OK != 0 && s.status & STATUS_NEEDS_RESET == 0 {
+            self.status = s.status;
+            self.activate();
+            if !self.activated {
+                return mismatch("the device did not activate on the saved rings".into());
+            }
+        } else {
+            self.status = s.status;
+        }
+        Ok(())
     }
 
     fn with_queue(&mut self, f: impl FnOnce(&mut Queue)) {

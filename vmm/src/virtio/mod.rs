@@ -11,7 +11,7 @@ pub(crate) mod test_chains;
 pub mod vsock;
 pub mod worker;
 
-pub use device::{ActivateError, ActiveQueue, Interrupt, VirtioDevice};
+pub use device::{ActivateError, ActiveQueue, Interrupt, QuiesceError, VirtioDevice};
 
 /// Feature bits shared by all devices.
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;

@@ -8,7 +8,8 @@ use std::io::{self, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use vm_superio::serial::NoEvents;
+use serde::{Deserialize, Serialize};
+use vm_superio::serial::{NoEvents, SerialState};
 use vm_superio::Serial;
 
 use crate::devices::bus::BusDevice;
@@ -88,10 +89,61 @@ pub struct SerialConsole {
     uart: Serial<IrqLine, NoEvents, ConsoleWriter>,
 }
 
+/// The UART's registers, as a snapshot keeps them (vm-superio's state
+/// type is not serializable).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SerialRegs {
+    pub baud_divisor_low: u8,
+    pub baud_divisor_high: u8,
+    pub interrupt_enable: u8,
+    pub interrupt_identification: u8,
+    pub line_control: u8,
+    pub line_status: u8,
+    pub modem_control: u8,
+    pub modem_status: u8,
+    pub scratch: u8,
+    pub in_buffer: Vec<u8>,
+}
+
 impl SerialConsole {
     pub fn new(irq: IrqLine, out: ConsoleWriter) -> Self {
         Self {
             uart: Serial::new(irq, out),
+        }
+    }
+
+    /// A UART that continues where a saved one stood.
+    pub fn restored(irq: IrqLine, out: ConsoleWriter, regs: &SerialRegs) -> io::Result<Self> {
+        let state = SerialState {
+            baud_divisor_low: regs.baud_divisor_low,
+            baud_divisor_high: regs.baud_divisor_high,
+            interrupt_enable: regs.interrupt_enable,
+            interrupt_identification: regs.interrupt_identification,
+            line_control: regs.line_control,
+            line_status: regs.line_status,
+            modem_control: regs.modem_control,
+            modem_status: regs.modem_status,
+            scratch: regs.scratch,
+            in_buffer: regs.in_buffer.clone(),
+        };
+        let uart = Serial::from_state(&state, irq, NoEvents, out)
+            .map_err(|e| io::Error::other(format!("saved UART state: {e:?}")))?;
+        Ok(Self { uart })
+    }
+
+    pub fn regs(&self) -> SerialRegs {
+        let s = self.uart.state();
+        SerialRegs {
+            baud_divisor_low: s.baud_divisor_low,
+            baud_divisor_high: s.baud_divisor_high,
+            interrupt_enable: s.interrupt_enable,
+            interrupt_identification: s.interrupt_identification,
+            line_control: s.line_control,
+            line_status: s.line_status,
+            modem_control: s.modem_control,
+            modem_status: s.modem_status,
+            scratch: s.scratch,
+            in_buffer: s.in_buffer,
         }
     }
 }

@@ -11,7 +11,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::request::{execute, parse_header, Disk};
 use super::{ID_LEN, SECTOR_SIZE};
-use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
+use crate::virtio::device::{
+    read_config_bytes, ActivateError, ActiveQueue, Interrupt, QuiesceError,
+};
 use crate::virtio::worker::Worker;
 use crate::virtio::{VirtioDevice, DEVICE_ID_BLOCK, VIRTIO_F_VERSION_1, VIRTIO_RING_F_EVENT_IDX};
 
@@ -38,7 +40,8 @@ pub struct Block {
     capacity_sectors: u64,
     id: [u8; ID_LEN],
     config: [u8; 8],
-    worker: Option<Worker<()>>,
+    /// Hands its queue back when stopped (for a snapshot).
+    worker: Option<Worker<Queue>>,
 }
 
 impl Block {
@@ -124,7 +127,7 @@ impl VirtioDevice for Block {
             self.id,
         );
         self.worker = Some(Worker::spawn("virtio-blk", move |stop| {
-            BlockWorker {
+            let mut worker = BlockWorker {
                 mem,
                 queue,
                 kick,
@@ -134,8 +137,9 @@ impl VirtioDevice for Block {
                 capacity_sectors,
                 read_only,
                 id,
-            }
-            .run()
+            };
+            worker.run();
+            worker.queue
         })?);
         Ok(())
     }
@@ -144,6 +148,14 @@ impl VirtioDevice for Block {
         if let Some(w) = self.worker.take() {
             w.stop();
         }
+    }
+
+    fn quiesce(&mut self) -> Result<Vec<Queue>, QuiesceError> {
+        let worker = self.worker.take().ok_or(QuiesceError::NotActive)?;
+        worker
+            .stop()
+            .map(|q| vec![q])
+            .ok_or(QuiesceError::WorkerLost)
     }
 }
 
@@ -163,7 +175,7 @@ const TOKEN_KICK: u64 = 1;
 const TOKEN_STOP: u64 = 2;
 
 impl BlockWorker {
-    fn run(mut self) {
+    fn run(&mut self) {
         let epoll = match Epoll::new() {
             Ok(e) => e,
             Err(e) => {

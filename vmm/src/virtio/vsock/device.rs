@@ -3,6 +3,7 @@
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use virtio_queue::{Queue, QueueOwnedT, QueueT};
@@ -12,7 +13,9 @@ use vmm_sys_util::eventfd::EventFd;
 
 use super::muxer::Muxer;
 use super::packet::read_tx_packet;
-use crate::virtio::device::{read_config_bytes, ActivateError, ActiveQueue, Interrupt};
+use crate::virtio::device::{
+    read_config_bytes, ActivateError, ActiveQueue, Interrupt, QuiesceError,
+};
 use crate::virtio::worker::Worker;
 use crate::virtio::{VirtioDevice, DEVICE_ID_VSOCK, VIRTIO_F_VERSION_1};
 
@@ -38,7 +41,11 @@ pub struct Vsock {
     uds_path: PathBuf,
     listener: Option<UnixListener>,
     config: [u8; 8],
-    worker: Option<Worker<Option<UnixListener>>>,
+    /// Handed back when stopped: the listener for a later activation, the
+    /// queues for a snapshot.
+    worker: Option<Worker<VsockWorker>>,
+    /// Connections and control packets in flight, as the worker last saw.
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl Vsock {
@@ -58,7 +65,14 @@ impl Vsock {
             listener: Some(listener),
             config: guest_cid.to_le_bytes(),
             worker: None,
+            in_flight: Arc::new(AtomicUsize::new(0)),
         })
+    }
+
+    /// How many connections (and control packets) the bridge has in flight;
+    /// a snapshot waits for none.
+    pub fn in_flight(&self) -> Arc<AtomicUsize> {
+        self.in_flight.clone()
     }
 }
 
@@ -103,23 +117,39 @@ impl VirtioDevice for Vsock {
             qs.push(q.queue);
             kicks.push(q.kick);
         }
+        let in_flight = self.in_flight.clone();
         self.worker = Some(Worker::spawn("virtio-vsock", move |stop| {
-            VsockWorker {
+            let mut worker = VsockWorker {
                 mem,
                 queues: qs,
                 kicks,
                 stop,
                 interrupt,
                 muxer,
-            }
-            .run()
+                in_flight,
+            };
+            worker.run();
+            worker
         })?);
         Ok(())
     }
 
     fn reset(&mut self) {
         if let Some(w) = self.worker.take() {
-            self.listener = w.stop().flatten();
+            self.listener = w.stop().map(|w| w.muxer.into_listener());
+        }
+    }
+
+    fn quiesce(&mut self) -> Result<Vec<Queue>, QuiesceError> {
+        let worker = self.worker.take().ok_or(QuiesceError::NotActive)?;
+        let worker = worker.stop().ok_or(QuiesceError::WorkerLost)?;
+        // A connection's state lives on both sides; a restored guest would
+        // hold streams no host socket answers.
+        match worker.muxer.in_flight() {
+            0 => Ok(worker.queues),
+            n => Err(QuiesceError::Busy(format!(
+                "{n} vsock connections or control packets in flight"
+            ))),
         }
     }
 }
@@ -131,11 +161,12 @@ struct VsockWorker {
     stop: EventFd,
     interrupt: Arc<Interrupt>,
     muxer: Muxer,
+    in_flight: Arc<AtomicUsize>,
 }
 
 impl VsockWorker {
-    /// Runs until stopped; hands the listener back for a later activation.
-    fn run(mut self) -> Option<UnixListener> {
+    /// Runs until stopped (or epoll fails).
+    fn run(&mut self) {
         let epoll_ok = [&self.stop].into_iter().chain(self.kicks.iter()).all(|fd| {
             self.muxer
                 .epoll()
@@ -148,11 +179,13 @@ impl VsockWorker {
         });
         if !epoll_ok {
             tracing::error!("virtio-vsock: cannot set up epoll");
-            return Some(self.muxer.into_listener());
+            return;
         }
         let mut events = vec![EpollEvent::default(); 64];
         loop {
             self.pump();
+            self.in_flight
+                .store(self.muxer.in_flight(), Ordering::Relaxed);
             let timeout = self
                 .muxer
                 .next_timeout(std::time::Instant::now())
@@ -162,14 +195,14 @@ impl VsockWorker {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     tracing::error!("virtio-vsock: epoll wait: {e}");
-                    return Some(self.muxer.into_listener());
+                    return;
                 }
             };
             self.muxer.expire_stale(std::time::Instant::now());
             for ev in &events[..n] {
                 let fd = ev.fd();
                 if fd == self.stop.as_raw_fd() {
-                    return Some(self.muxer.into_listener());
+                    return;
                 }
                 if let Some(k) = self.kicks.iter().find(|k| k.as_raw_fd() == fd) {
                     let _ = k.read();

@@ -165,6 +165,12 @@ impl Muxer {
         self.listener
     }
 
+    /// Connections (live or being set up) and control packets not yet
+    /// given to the guest.
+    pub fn in_flight(&self) -> usize {
+        self.conns.len() + self.handshakes.len() + self.control.len()
+    }
+
     pub fn connection_count(&self) -> usize {
         self.conns.len()
     }
