@@ -84,7 +84,8 @@ impl Shim {
         let guest = guest_bundle::prepare(&args.bundle)?;
         let console = std::env::var_os("ISOLA_VM_CONSOLE").map(|_| dir.join("console.log"));
         tracing::debug!(size = ?guest.size, "booting the VM");
-        let sandbox = Sandbox::boot(dir, None, None, &guest.shares(), guest.size, console)?;
+        // The root comes over virtio-fs, which templates cannot serve.
+        let sandbox = Sandbox::boot(dir, None, None, &guest.shares(), guest.size, console, None)?;
         let key = ProcessKey {
             id: args.id.clone(),
             exec_id: None,

@@ -188,6 +188,7 @@ fn prepare(
         &volumes,
         size,
         console,
+        Some(&crate::vm::template::dir(&opts.root)),
     )?;
     tracing::debug!("guest agent ready");
 

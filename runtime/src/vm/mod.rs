@@ -12,6 +12,7 @@ pub mod process;
 pub mod sandbox;
 pub mod scratch;
 pub mod sizing;
+pub mod template;
 pub mod volumes;
 
 pub use agent::{connect_agent, AgentConn};

@@ -8,7 +8,7 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-use isola_protocol::AGENT_READY_PORT;
+use isola_protocol::{Request, AGENT_READY_PORT};
 use isola_vmm::devices::ExitNotifier;
 use isola_vmm::exit::VmExitReason;
 use isola_vmm::host_check::{kvm_capability, KvmCapability};
@@ -16,6 +16,8 @@ use isola_vmm::virtio::vsock::host::guest_port_path;
 use isola_vmm::{assets, ConsoleMode, DiskConfig, Vm, VmConfig};
 use rustix::event::{poll, PollFd, PollFlags, Timespec};
 
+use super::agent::{agent_error, connect_agent};
+use super::template;
 use super::volumes::{FsDaemons, Volume};
 use super::{VmSize, VSOCK_SOCKET};
 use crate::error::{Error, Result};
@@ -33,6 +35,9 @@ enum BootError {
     EarlyReset,
     /// The agent did not announce itself in time.
     Silent,
+    /// The VM started from a template did not answer as it should: the
+    /// template goes, and the VM boots instead.
+    Template(PathBuf, Error),
     Other(Error),
 }
 
@@ -61,6 +66,10 @@ pub struct Sandbox {
 impl Sandbox {
     /// Boots the VM of the container whose directory is `dir`, with the
     /// image disk `disk` (if any) attached read-only, and waits for its agent.
+    ///
+    /// With `templates` (the root's template directory), a VM that a
+    /// template can serve starts from one, made first if needed (see
+    /// [`super::template`]); otherwise, or if that fails, it boots.
     pub fn boot(
         dir: &Path,
         disk: Option<&Path>,
@@ -68,6 +77,7 @@ impl Sandbox {
         volumes: &[Volume],
         size: VmSize,
         console_log: Option<PathBuf>,
+        templates: Option<&Path>,
     ) -> Result<Sandbox> {
         if let KvmCapability::NoHardware(why) = kvm_capability() {
             return Err(Error::Vm(format!(
@@ -76,8 +86,17 @@ impl Sandbox {
             )));
         }
         let mut attempt = 1;
+        let mut templates = templates.filter(|_| template::enabled());
         loop {
-            let booted = Self::boot_once(dir, disk, scratch, volumes, size, console_log.clone());
+            let booted = Self::boot_once(
+                dir,
+                disk,
+                scratch,
+                volumes,
+                size,
+                console_log.clone(),
+                templates,
+            );
             let retried = match &booted {
                 Err(BootError::EarlyReset) => attempt < BOOT_ATTEMPTS,
                 Err(BootError::Silent) => attempt < 2,
@@ -118,6 +137,15 @@ impl Sandbox {
                         BOOT_TIMEOUT.as_secs()
                     )))
                 }
+                Err(BootError::Template(t, e)) => {
+                    tracing::warn!(
+                        "the VM started from the template {} failed ({e}); dropping the \
+                         template and booting",
+                        t.display()
+                    );
+                    template::discard(&t);
+                    templates = None;
+                }
                 Err(BootError::Other(e)) => return Err(e),
                 Ok(s) => return Ok(s),
             }
@@ -131,6 +159,7 @@ impl Sandbox {
         volumes: &[Volume],
         size: VmSize,
         console_log: Option<PathBuf>,
+        templates: Option<&Path>,
     ) -> std::result::Result<Sandbox, BootError> {
         let not_found = |what: &str| {
             Error::Vm(format!(
@@ -176,8 +205,23 @@ impl Sandbox {
             // isola.log=debug` to see where a guest spends its time.
             cmdline_extra: std::env::var("ISOLA_VM_CMDLINE").unwrap_or_default(),
         };
-        let mut vm =
-            Vm::new(&config).map_err(|e| Error::Vm(format!("cannot build the VM: {e}")))?;
+        let template = match templates.zip(template::key(&config)) {
+            Some((templates, key)) => match Self::from_template(&config, templates, &key, &ready) {
+                Ok(found) => Some(found),
+                Err(e) => {
+                    tracing::warn!("cannot start from a template ({e}); booting instead");
+                    None
+                }
+            },
+            None => None,
+        };
+        let (mut vm, restored_from) = match template {
+            Some((vm, from)) => (vm, Some(from)),
+            None => (
+                Vm::new(&config).map_err(|e| Error::Vm(format!("cannot build the VM: {e}")))?,
+                None,
+            ),
+        };
         let exit = vm.exit_notifier();
         vm.start()
             .map_err(|e| Error::Vm(format!("cannot start the VM: {e}")))?;
@@ -199,13 +243,45 @@ impl Sandbox {
             _daemons: daemons,
             _sockets: sockets,
         };
-        let waited = sandbox.wait_ready(&ready);
+        let waited = match restored_from {
+            None => sandbox.wait_ready(&ready),
+            Some(from) => settle_restored(dir).map_err(|e| BootError::Template(from, e)),
+        };
         let _ = std::fs::remove_file(&ready_path);
         match waited {
             Ok(()) => Ok(sandbox),
             Err(e) => {
                 sandbox.stop();
                 Err(e)
+            }
+        }
+    }
+
+    /// A VM restored from the template for `config` (made first if there
+    /// is none), and the template's directory.
+    fn from_template(
+        config: &VmConfig,
+        templates: &Path,
+        key: &str,
+        ready: &UnixListener,
+    ) -> Result<(Vm, PathBuf)> {
+        let t0 = Instant::now();
+        let dir = template::ensure(templates, key, |into| make_template(config, ready, into))?;
+        match Vm::restore(config, &dir) {
+            Ok(vm) => {
+                tracing::debug!(
+                    "VM restored from {} in {} ms",
+                    dir.display(),
+                    t0.elapsed().as_millis()
+                );
+                Ok((vm, dir))
+            }
+            Err(e) => {
+                template::discard(&dir);
+                Err(Error::Vm(format!(
+                    "cannot restore the template {}: {e}",
+                    dir.display()
+                )))
             }
         }
     }
@@ -273,4 +349,80 @@ impl Sandbox {
         let reason = lock.lock().unwrap_or_else(|p| p.into_inner());
         let _ = cvar.wait_timeout_while(reason, Duration::from_secs(5), |r| r.is_none());
     }
+}
+
+/// Boots a VM as `config` describes, waits for its agent's READY, and
+/// saves it into `into`; the VM ends there.
+fn make_template(config: &VmConfig, ready: &UnixListener, into: &Path) -> Result<()> {
+    let t0 = Instant::now();
+    let vm_error = |what: &str| {
+        let what = what.to_owned();
+        move |e: isola_vmm::VmError| Error::Vm(format!("{what}: {e}"))
+    };
+    let mut vm = Vm::new(config).map_err(vm_error("cannot build the template's VM"))?;
+    vm.start()
+        .map_err(vm_error("cannot start the template's VM"))?;
+    let made = (|| {
+        let deadline = Instant::now() + BOOT_TIMEOUT;
+        loop {
+            if let Some(reason) = vm.try_ended() {
+                return Err(Error::Vm(format!(
+                    "the template's VM stopped before its agent was up: {reason}"
+                )));
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Vm(format!(
+                    "the template's agent did not come up within {} s",
+                    BOOT_TIMEOUT.as_secs()
+                )));
+            }
+            let mut fds = [PollFd::new(ready, PollFlags::IN)];
+            let tick = Timespec {
+                tv_sec: 0,
+                tv_nsec: 50_000_000,
+            };
+            if poll(&mut fds, Some(&tick)).unwrap_or(0) > 0 {
+                if let Ok((mut announced, _)) = ready.accept() {
+                    // Read to the agent's close, so that the stream is done
+                    // on the guest's side too before the snapshot.
+                    let _ = announced.set_read_timeout(Some(Duration::from_secs(2)));
+                    let _ = std::io::copy(&mut announced, &mut std::io::sink());
+                    break;
+                }
+            }
+        }
+        let booted = t0.elapsed();
+        let bytes = vm
+            .snapshot(into)
+            .map_err(vm_error("cannot save the template"))?;
+        tracing::info!(
+            "made a VM template in {}: booted in {} ms, saved {} MiB of RAM in {} ms",
+            into.display(),
+            booted.as_millis(),
+            bytes >> 20,
+            (t0.elapsed() - booted).as_millis()
+        );
+        Ok(())
+    })();
+    vm.stop();
+    vm.teardown();
+    made
+}
+
+/// The restored guest's first request: its clock, RNG and block caches
+/// (see [`Request::Restored`]). Its answer is also the sign that the agent
+/// lives on in the restored VM.
+fn settle_restored(dir: &Path) -> Result<()> {
+    let mut agent = connect_agent(dir)?;
+    agent
+        .stream()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(Error::io(dir))?;
+    agent.handshake().map_err(agent_error)?;
+    agent
+        .expect_ok(Request::Restored {
+            unix_time_ns: template::now_ns(),
+            entropy: template::entropy()?,
+        })
+        .map_err(agent_error)
 }
