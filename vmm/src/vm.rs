@@ -129,46 +129,61 @@ impl Vm {
     pub fn new(cfg: &VmConfig) -> Result<Self, VmError> {
         let t0 = Instant::now();
         let (mut vm, cmdline_devices) = Self::build(cfg, None, t0)?;
+        match vm.load_and_set_up_vcpus(cfg, &cmdline_devices, t0) {
+            Ok(()) => Ok(vm),
+            Err(e) => {
+                // The vsock socket is bound already; nothing else is left.
+                vm.teardown();
+                Err(e)
+            }
+        }
+    }
 
+    fn load_and_set_up_vcpus(
+        &mut self,
+        cfg: &VmConfig,
+        cmdline_devices: &[String],
+        t0: Instant,
+    ) -> Result<(), VmError> {
         // Kernel, initramfs, command line, boot tables.
-        let kernel = loader::load_kernel(&vm.mem, &cfg.kernel)?;
+        let kernel = loader::load_kernel(&self.mem, &cfg.kernel)?;
         stage(t0, "kernel loaded");
         let mem_bytes = cfg.mem_mib << 20;
         let initramfs = match &cfg.initramfs {
             Some(p) => Some(loader::load_initramfs(
-                &vm.mem,
+                &self.mem,
                 p,
                 kernel.kernel_end,
                 memory::low_ram_end(mem_bytes),
             )?),
             None => None,
         };
-        let cmdline = build_cmdline(cfg, &cmdline_devices);
+        let cmdline = build_cmdline(cfg, cmdline_devices);
         tracing::debug!("kernel command line: {cmdline}");
-        let cmdline_addr = loader::load_command_line(&vm.mem, &cmdline)?;
+        let cmdline_addr = loader::load_command_line(&self.mem, &cmdline)?;
         let start_info = pvh::write_start_info(
-            &vm.mem,
+            &self.mem,
             &pvh::PvhParams {
                 cmdline_addr,
                 initramfs,
                 mem_bytes,
             },
         )?;
-        mptable::setup_mptable(&vm.mem, cfg.vcpus)?;
+        mptable::setup_mptable(&self.mem, cfg.vcpus)?;
         stage(t0, "kernel, initramfs and boot tables loaded");
 
         for id in 0..cfg.vcpus {
-            let fd = vm.create_vcpu(id)?;
+            let fd = self.create_vcpu(id)?;
             cpu::setup_msrs(&fd)?;
             cpu::setup_fpu(&fd)?;
             cpu::setup_lapic(&fd)?;
             if id == 0 {
-                cpu::setup_pvh_regs(&fd, &vm.mem, kernel.pvh_entry.raw_value(), start_info)?;
+                cpu::setup_pvh_regs(&fd, &self.mem, kernel.pvh_entry.raw_value(), start_info)?;
             }
-            vm.add_runner(id, fd);
+            self.add_runner(id, fd);
         }
         stage(t0, "vCPUs configured");
-        Ok(vm)
+        Ok(())
     }
 
     /// A VM that continues where the one saved in `dir` (by
@@ -189,20 +204,30 @@ impl Vm {
             .into());
         }
         let (mut vm, _) = Self::build(cfg, Some(&state.serial), t0)?;
-        if vm.transports.len() != state.devices.len() {
+        match vm.restore_state(&state, dir, t0) {
+            Ok(()) => Ok(vm),
+            Err(e) => {
+                vm.teardown();
+                Err(e)
+            }
+        }
+    }
+
+    fn restore_state(&mut self, state: &VmState, dir: &Path, t0: Instant) -> Result<(), VmError> {
+        if self.transports.len() != state.devices.len() {
             return Err(SnapshotError::Mismatch(format!(
                 "{} devices saved, {} configured",
                 state.devices.len(),
-                vm.transports.len()
+                self.transports.len()
             ))
             .into());
         }
-        let bytes = guest_ram::load(&vm.mem, &dir.join(MEMORY_FILE))?;
+        let bytes = guest_ram::load(&self.mem, &dir.join(MEMORY_FILE))?;
         stage(t0, &format!("guest RAM read ({} MiB)", bytes >> 20));
-        state.machine.restore(&vm.vm_fd)?;
+        state.machine.restore(&self.vm_fd)?;
         // Device workers start here and may read the rings at once: RAM
         // is already in place.
-        for (t, s) in vm.transports.iter().zip(&state.devices) {
+        for (t, s) in self.transports.iter().zip(&state.devices) {
             t.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .restore(s)
@@ -210,12 +235,12 @@ impl Vm {
         }
         stage(t0, "irqchip, clock and devices restored");
         for (id, s) in state.vcpus.iter().enumerate() {
-            let fd = vm.create_vcpu(id as u8)?;
-            s.restore(&vm.kvm, &fd)?;
-            vm.add_runner(id as u8, fd);
+            let fd = self.create_vcpu(id as u8)?;
+            s.restore(&self.kvm, &fd)?;
+            self.add_runner(id as u8, fd);
         }
         stage(t0, "vCPUs restored");
-        Ok(vm)
+        Ok(())
     }
 
     /// The machine without anything loaded into it: KVM, RAM, irqchip,
@@ -533,6 +558,12 @@ impl Vm {
     /// must not keep a guest running on threads nobody watches).
     pub fn stop(&self) {
         self.exit_tx.notify(VmExitReason::Terminated(0));
+        self.halt_vcpus();
+    }
+
+    /// Once the VM is stopping (see [`ExitNotifier`]), takes the vCPUs out
+    /// of the guest and waits briefly for their threads to end.
+    pub fn halt_vcpus(&self) {
         let deadline = Instant::now() + PAUSE_TIMEOUT;
         // A kick that lands just before a vCPU enters KVM_RUN is lost, so
         // kick until every thread has ended.

@@ -683,6 +683,129 @@ fn the_oom_killer_is_reported_and_the_supervisor_survives() {
     store.assert_empty();
 }
 
+/// The template directories (64 hex digits) under the store's root.
+fn templates(store: &Store) -> Vec<std::path::PathBuf> {
+    let Ok(entries) = std::fs::read_dir(store.path().join("vm-templates")) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && p.file_name().is_some_and(|n| n.len() == 64))
+        .collect()
+}
+
+/// A vm container's VM starts from a template (a snapshot of the booted
+/// guest, made by the first container of its kind) and is still a guest of
+/// its own: its own boot ID and random numbers, the host's wall clock. A
+/// damaged template is dropped, the VM boots, and the next container makes
+/// it again. The process level makes no templates.
+#[test]
+fn vm_containers_start_from_a_template_each_its_own_guest() {
+    let store = Store::new();
+    let script =
+        "cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1; date +%s";
+    for level in levels() {
+        if level != "vm" {
+            store.ok_rm(level, &["busybox", "sh", "-c", script]);
+            assert!(templates(&store).is_empty(), "[process] no VM templates");
+            continue;
+        }
+        // Two containers of one kind (detached: image disk and a scratch
+        // disk): the first makes the template, both start from it.
+        let mut outs = Vec::new();
+        for name in ["first", "second"] {
+            let out = store.run(&[
+                "--log-level",
+                "debug",
+                "run",
+                "-d",
+                "--isolation",
+                "vm",
+                "--name",
+                name,
+                "busybox",
+                "sh",
+                "-c",
+                script,
+            ]);
+            assert!(out.status.success(), "{}", text(&out));
+            assert_eq!(store.ok(&["wait", name]), "0\n");
+            let id = store.id_of(name);
+            let log = std::fs::read_to_string(
+                store
+                    .path()
+                    .join("containers")
+                    .join(&id)
+                    .join("supervisor.log"),
+            )
+            .unwrap_or_default();
+            assert!(
+                log.contains("VM restored from"),
+                "[vm] {name} was not restored:\n{log}"
+            );
+            assert_eq!(
+                log.contains("made a VM template"),
+                name == "first",
+                "[vm] only the first makes the template:\n{log}"
+            );
+            outs.push(store.ok(&["logs", name]));
+            store.ok(&["rm", name]);
+        }
+        let made = templates(&store);
+        assert_eq!(made.len(), 1, "[vm] one template for both");
+        assert!(made[0].join("vm.json").is_file() && made[0].join("memory").is_file());
+        let (a, b): (Vec<&str>, Vec<&str>) = (outs[0].lines().collect(), outs[1].lines().collect());
+        assert_eq!((a.len(), b.len()), (3, 3), "[vm] {outs:?}");
+        assert_ne!(
+            a[0], b[0],
+            "[vm] two guests from one template share a boot ID"
+        );
+        assert_ne!(
+            a[1], b[1],
+            "[vm] two guests from one template share random numbers"
+        );
+        let host = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        for out in [&a, &b] {
+            let guest: u64 = out[2].trim().parse().unwrap();
+            assert!(
+                guest.abs_diff(host) < 120,
+                "[vm] guest clock {guest}, host {host}"
+            );
+        }
+
+        // A --rm container has no scratch disk: another kind of VM, another
+        // template.
+        store.ok_rm(level, &["busybox", "true"]);
+        let both = templates(&store);
+        assert_eq!(both.len(), 2, "[vm] a template per kind of VM");
+        let rm_kind: Vec<_> = both.into_iter().filter(|t| !made.contains(t)).collect();
+
+        // Damage it: the next container still runs (booted), and the one
+        // after makes a sound template again.
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(rm_kind[0].join("memory"))
+            .unwrap()
+            .set_len(4096)
+            .unwrap();
+        let out = store.ok_rm(level, &["busybox", "echo", "booted"]);
+        assert_eq!(out, "booted\n");
+        store.ok_rm(level, &["busybox", "true"]);
+        assert_eq!(
+            templates(&store).len(),
+            2,
+            "[vm] the template was made again"
+        );
+        let len = std::fs::metadata(rm_kind[0].join("memory")).unwrap().len();
+        assert!(len > 4096, "[vm] the new template is whole ({len} bytes)");
+    }
+    store.assert_empty();
+}
+
 /// What differs between the levels on purpose: a vm container has its own
 /// kernel and only its VM's memory; at the process level both are the
 /// host's. Either way the host's processes are out of sight.

@@ -231,6 +231,9 @@ impl Sandbox {
             .name("vm".into())
             .spawn(move || {
                 let reason = vm.wait();
+                // This process may live on (a VM that failed to come up is
+                // followed by another boot): no guest may keep running.
+                vm.halt_vcpus();
                 vm.teardown();
                 let (lock, cvar) = &*state;
                 *lock.lock().unwrap_or_else(|p| p.into_inner()) = Some(reason);

@@ -8,7 +8,7 @@ use super::ActivateError;
 
 pub struct Worker<T> {
     stop: EventFd,
-    handle: JoinHandle<T>,
+    handle: Option<JoinHandle<T>>,
 }
 
 impl<T: Send + 'static> Worker<T> {
@@ -23,12 +23,25 @@ impl<T: Send + 'static> Worker<T> {
             .name(name.into())
             .spawn(move || body(theirs))
             .map_err(ActivateError::Worker)?;
-        Ok(Self { stop, handle })
+        Ok(Self {
+            stop,
+            handle: Some(handle),
+        })
     }
 
     /// Ask the worker to stop and wait for it; `None` if it panicked.
-    pub fn stop(self) -> Option<T> {
+    pub fn stop(mut self) -> Option<T> {
         let _ = self.stop.write(1);
-        self.handle.join().ok()
+        self.handle.take()?.join().ok()
+    }
+}
+
+/// A worker whose device goes away (a VM dropped half-built) is asked to
+/// stop, not left serving rings nobody reads.
+impl<T> Drop for Worker<T> {
+    fn drop(&mut self) {
+        if self.handle.is_some() {
+            let _ = self.stop.write(1);
+        }
     }
 }
