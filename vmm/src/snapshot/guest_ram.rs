@@ -120,6 +120,7 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotError> {
     }
     let mut file_base = 0u64;
     let mut read = 0u64;
+    let mut extents = 0u32;
     for region in mem.iter() {
         let end = file_base + region.len();
         let mut pos = file_base;
@@ -129,10 +130,12 @@ pub fn load(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotError> {
             let addr = region.start_addr().unchecked_add(start - file_base);
             mem.read_exact_volatile_from(addr, &mut file, (stop - start) as usize)?;
             read += stop - start;
+            extents += 1;
             pos = stop;
         }
         file_base = end;
     }
+    tracing::debug!(extents, bytes = read, "guest RAM read");
     Ok(read)
 }
 
