@@ -7,7 +7,8 @@
 //! Layout: [`arch`] is the x86_64 boot path, [`devices`] the legacy port-I/O
 //! devices and the bus that routes exits to them, [`virtio`] the transport
 //! and one folder per virtio device, [`vm`] puts it together and [`vcpu`]
-//! runs the vCPU threads.
+//! runs the vCPU threads; [`snapshot`] saves a running VM, and holds the
+//! state a restored one is built from.
 
 pub mod arch;
 pub mod assets;
