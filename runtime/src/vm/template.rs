@@ -16,7 +16,7 @@
 //! <root>/vm-templates/<key>.lock      held while the template is made
 //! ```
 
-use std::os::unix::fs::MetadataExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -114,7 +114,13 @@ pub fn ensure(
     if complete(&dir) {
         return Ok(dir);
     }
-    std::fs::create_dir_all(templates).map_err(Error::io(templates))?;
+    // Guest RAM of a freshly booted guest, and every later VM's start:
+    // for root's eyes only.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(templates)
+        .map_err(Error::io(templates))?;
     let _lock = FileLock::exclusive(&templates.join(format!("{key}.lock")))?;
     if complete(&dir) {
         return Ok(dir);

@@ -5,6 +5,7 @@
 use std::fs::File;
 use std::io::{Seek, SeekFrom};
 use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 use vm_memory::{Address, Bytes, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
@@ -35,7 +36,13 @@ fn resident(ptr: *mut u8, len: usize) -> Result<Vec<u8>, SnapshotError> {
 /// stopped the vCPUs and the device workers: nothing writes to guest
 /// memory while it is read here.
 pub fn save(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotError> {
-    let mut file = File::create(path).map_err(io_err(format!("creating {}", path.display())))?;
+    let mut file = File::options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err(format!("creating {}", path.display())))?;
     file.set_len(total_len(mem))
         .map_err(io_err("sizing the memory file"))?;
     let mut file_base = 0u64;
