@@ -30,6 +30,9 @@ use crate::lock::FileLock;
 pub const TEMPLATES_DIR: &str = "vm-templates";
 /// Templates kept per root; the oldest beyond this go when one is made.
 const MAX_TEMPLATES: usize = 16;
+/// How long a kind whose template could not be made boots before the
+/// next try.
+const RETRY_AFTER: std::time::Duration = std::time::Duration::from_secs(600);
 /// Host entropy handed to each restored guest.
 pub const ENTROPY_BYTES: usize = 64;
 
@@ -125,13 +128,32 @@ pub fn ensure(
     if complete(&dir) {
         return Ok(dir);
     }
+    let failed = templates.join(format!("{key}.failed"));
+    if let Some(age) = std::fs::metadata(&failed)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+    {
+        if age < RETRY_AFTER {
+            return Err(Error::Vm(format!(
+                "making this template failed {} s ago ({}); booting until {} s have passed",
+                age.as_secs(),
+                failed.display(),
+                RETRY_AFTER.as_secs()
+            )));
+        }
+    }
     let tmp = templates.join(format!("{key}.tmp-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
     if let Err(e) = make(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
+        // Each try costs a boot and a snapshot on top of the container's
+        // own start: one that failed is not tried again for a while.
+        let _ = std::fs::write(&failed, e.to_string());
         return Err(e);
     }
+    let _ = std::fs::remove_file(&failed);
     // A crash before this leaves only a .tmp directory, never a half
     // template under the key.
     let _ = std::fs::remove_dir_all(&dir);
@@ -272,14 +294,28 @@ mod tests {
         assert!(!dir.path().join("k").exists());
         assert_eq!(
             std::fs::read_dir(dir.path()).unwrap().count(),
-            1,
-            "only the lock"
+            2,
+            "only the lock and the failure's mark"
         );
+        let soon = ensure(dir.path(), "k", |_| panic!("tried again at once"));
+        assert!(soon.unwrap_err().to_string().contains("failed"));
+        // Once the mark has aged, the next container tries again.
+        let old = std::time::SystemTime::now() - RETRY_AFTER - std::time::Duration::from_secs(1);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("k.failed"))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
         let made = ensure(dir.path(), "k", |d| {
             std::fs::write(d.join(STATE_FILE), b"{}").map_err(Error::io(d))
         })
         .unwrap();
         assert!(complete(&made));
+        assert!(
+            !dir.path().join("k.failed").exists(),
+            "success clears the mark"
+        );
         let again = ensure(dir.path(), "k", |_| panic!("made twice")).unwrap();
         assert_eq!(again, made);
     }
