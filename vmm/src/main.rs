@@ -222,6 +222,10 @@ fn ping(uds: PathBuf, ready: UnixListener, t0: Instant, plan: PingPlan, exit: Ex
     };
     let mut last_poll = Instant::now();
     loop {
+        // The VM ended (a signal, a panic): nobody waits for the agent now.
+        if exit.stopping() {
+            return;
+        }
         let announced = match ready.accept() {
             Ok((mut s, _)) => {
                 // The guest controls this stream: never wait on it for long.

@@ -121,6 +121,9 @@ fn stage(t0: Instant, what: &str) {
 const IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 /// Checks, 10 ms apart, that must all find the bridge idle.
 const IDLE_ROUNDS: u32 = 3;
+/// How long a snapshot gives KVM to inject an interrupt a stopping device
+/// raised.
+const IRQFD_SETTLE: Duration = Duration::from_millis(10);
 /// How long a snapshot waits for the vCPUs to leave the guest.
 const PAUSE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -477,18 +480,23 @@ impl Vm {
         }
         let fds = self.pause_vcpus()?;
         stage(t0, "snapshot: vCPUs out of the guest");
-        let machine = MachineState::save(&self.vm_fd)?;
-        let msr_indices = vcpu_state::msr_indices(&self.kvm)?;
-        let vcpus = fds
-            .iter()
-            .map(|fd| VcpuState::save(&self.kvm, fd, &msr_indices))
-            .collect::<Result<Vec<_>, _>>()?;
+        // Devices first: a worker that completes a request before it stops
+        // raises its interrupt, which must be in the irqchip state read
+        // after it. KVM injects an irqfd's interrupt from a work queue, so
+        // that gets a moment to land.
         let devices = self
             .transports
             .iter()
             .map(|t| t.lock().unwrap_or_else(|p| p.into_inner()).save())
             .collect::<Result<Vec<_>, _>>()
             .map_err(SnapshotError::from)?;
+        std::thread::sleep(IRQFD_SETTLE);
+        let machine = MachineState::save(&self.vm_fd)?;
+        let msr_indices = vcpu_state::msr_indices(&self.kvm)?;
+        let vcpus = fds
+            .iter()
+            .map(|fd| VcpuState::save(&self.kvm, fd, &msr_indices))
+            .collect::<Result<Vec<_>, _>>()?;
         let serial = self.serial.lock().unwrap_or_else(|p| p.into_inner()).regs();
         stage(t0, "snapshot: device state read");
         let written = guest_ram::save(&self.mem, &dir.join(MEMORY_FILE))?;

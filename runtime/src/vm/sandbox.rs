@@ -280,7 +280,12 @@ impl Sandbox {
                 Ok((vm, dir))
             }
             Err(e) => {
-                template::discard(&dir);
+                // Only the template's own fault (its files, or a machine
+                // other than its key says) drops it; this container's disk
+                // or socket failing does not.
+                if matches!(e, isola_vmm::VmError::Snapshot(_)) {
+                    template::discard(&dir);
+                }
                 Err(Error::Vm(format!(
                     "cannot restore the template {}: {e}",
                     dir.display()

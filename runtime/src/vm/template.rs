@@ -69,8 +69,13 @@ pub fn key(cfg: &VmConfig) -> Option<String> {
         return None;
     }
     let exe = std::env::current_exe().ok()?;
+    // The host: a restored guest keeps what its kernel learnt of the CPU at
+    // boot (features it patched itself for), so a template lives no longer
+    // than the host's boot (a new kernel, microcode or CPU needs a reboot).
+    let host_boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
     let mut parts = vec![
         format!("format={FORMAT_VERSION}"),
+        format!("host boot {}", host_boot.trim()),
         file_id(&exe)?,
         file_id(&cfg.kernel)?,
         file_id(cfg.initramfs.as_deref()?)?,
@@ -143,8 +148,8 @@ pub fn ensure(
             )));
         }
     }
+    remove_leftovers(templates, key);
     let tmp = templates.join(format!("{key}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir(&tmp).map_err(Error::io(&tmp))?;
     if let Err(e) = make(&tmp) {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -157,16 +162,40 @@ pub fn ensure(
     // A crash before this leaves only a .tmp directory, never a half
     // template under the key.
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::rename(&tmp, &dir).map_err(Error::io(&dir))?;
+    if let Err(e) = std::fs::rename(&tmp, &dir) {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(Error::io(&dir)(e));
+    }
     prune(templates, key);
     Ok(dir)
 }
 
-/// Drops a template a restore could not use (corrupt, or from a host that
-/// changed under it); the next container makes it again.
+/// The directories of makes that never finished (a killed supervisor):
+/// with the lock held, nobody is making `key` now.
+fn remove_leftovers(templates: &Path, key: &str) {
+    let prefix = format!("{key}.tmp-");
+    let Ok(entries) = std::fs::read_dir(templates) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(&prefix))
+        {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Drops a template a restore could not use (damaged, or not the machine
+/// its key says); the next container makes it again. Under the template's
+/// lock, so that one being renamed into place is not removed half-way.
 pub fn discard(dir: &Path) {
+    let _lock = FileLock::exclusive(&dir.with_extension("lock"));
     if let Err(e) = std::fs::remove_dir_all(dir) {
-        tracing::warn!("cannot remove the template {}: {e}", dir.display());
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!("cannot remove the template {}: {e}", dir.display());
+        }
     }
 }
 
@@ -312,6 +341,14 @@ mod tests {
         })
         .unwrap();
         assert!(complete(&made));
+        // A make that was killed half-way left its directory: the next
+        // make under the lock removes it.
+        std::fs::create_dir(dir.path().join("j.tmp-1")).unwrap();
+        ensure(dir.path(), "j", |d| {
+            std::fs::write(d.join(STATE_FILE), b"{}").map_err(Error::io(d))
+        })
+        .unwrap();
+        assert!(!dir.path().join("j.tmp-1").exists());
         assert!(
             !dir.path().join("k.failed").exists(),
             "success clears the mark"

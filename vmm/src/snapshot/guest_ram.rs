@@ -18,18 +18,26 @@ fn total_len(mem: &GuestMemoryMmap) -> u64 {
     mem.iter().map(|r| r.len()).sum()
 }
 
-/// Pages of `[ptr, ptr + len)` the host has backed, one flag per page.
-fn resident(ptr: *mut u8, len: usize) -> Result<Vec<u8>, SnapshotError> {
-    let mut flags = vec![0u8; len.div_ceil(PAGE)];
-    // SAFETY: `ptr` is the page-aligned start of a live mapping of `len`
-    // bytes, and `flags` has one byte per page of it, as mincore writes.
-    let rc = unsafe { libc::mincore(ptr.cast(), len, flags.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io_err("mincore on guest RAM")(
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(flags)
+/// Pages of `[ptr, ptr + len)` that hold anything: in memory or swapped
+/// out, from this process's page map (mincore would miss swapped pages,
+/// and the restore would read them as zeros). A page never touched is
+/// neither, and reads as zeros anyway.
+fn backed(ptr: *mut u8, len: usize) -> Result<Vec<bool>, SnapshotError> {
+    use std::os::unix::fs::FileExt;
+    const PRESENT: u64 = 1 << 63;
+    const SWAPPED: u64 = 1 << 62;
+    let pages = len.div_ceil(PAGE);
+    let map = File::open("/proc/self/pagemap").map_err(io_err("opening /proc/self/pagemap"))?;
+    let mut raw = vec![0u8; pages * 8];
+    map.read_exact_at(&mut raw, (ptr as u64 / PAGE as u64) * 8)
+        .map_err(io_err("reading /proc/self/pagemap"))?;
+    Ok(raw
+        .chunks_exact(8)
+        .map(|e| {
+            let v = u64::from_le_bytes([e[0], e[1], e[2], e[3], e[4], e[5], e[6], e[7]]);
+            v & (PRESENT | SWAPPED) != 0
+        })
+        .collect())
 }
 
 /// Writes guest RAM to `path`, regions one after another. The caller has
@@ -50,15 +58,14 @@ pub fn save(mem: &GuestMemoryMmap, path: &Path) -> Result<u64, SnapshotError> {
     for region in mem.iter() {
         let len = region.len() as usize;
         let ptr = region.as_ptr();
-        let flags = resident(ptr, len)?;
+        let flags = backed(ptr, len)?;
         // SAFETY: the mapping is live for `mem`'s lifetime and nothing
         // writes to it meanwhile (vCPUs and device workers are stopped).
         let bytes = unsafe { std::slice::from_raw_parts(ptr as *const u8, len) };
         let mut page = 0;
         while page < flags.len() {
-            let filled = |p: usize| {
-                flags[p] & 1 != 0 && bytes[p * PAGE..(p + 1) * PAGE].iter().any(|&b| b != 0)
-            };
+            let filled =
+                |p: usize| flags[p] && bytes[p * PAGE..(p + 1) * PAGE].iter().any(|&b| b != 0);
             if !filled(page) {
                 page += 1;
                 continue;
