@@ -2,7 +2,7 @@
 //! its own, the guest's agent is reached through the vsock bridge socket
 //! in the container's directory.
 
-use std::os::unix::net::UnixListener;
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex};
@@ -296,30 +296,15 @@ impl Sandbox {
 
     /// Waits for the agent's READY line, or the VM's early end.
     fn wait_ready(&self, ready: &UnixListener) -> std::result::Result<(), BootError> {
-        let deadline = Instant::now() + BOOT_TIMEOUT;
-        loop {
-            match self.ended() {
-                Some(VmExitReason::Reset) => return Err(BootError::EarlyReset),
-                Some(reason) => {
-                    return Err(BootError::Other(Error::Vm(format!(
-                        "the VM stopped before its agent was up: {reason}"
-                    ))))
-                }
-                None => {}
-            }
-            if Instant::now() >= deadline {
-                return Err(BootError::Silent);
-            }
-            let mut fds = [PollFd::new(ready, PollFlags::IN)];
-            let tick = Timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
-            };
-            if poll(&mut fds, Some(&tick)).unwrap_or(0) > 0 && ready.accept().is_ok() {
-                // The line's content does not matter; the connection is the
-                // announcement.
-                return Ok(());
-            }
+        match await_announcement(ready, || self.ended()) {
+            // The line's content does not matter; the connection is the
+            // announcement.
+            Announcement::Ready(_) => Ok(()),
+            Announcement::Ended(VmExitReason::Reset) => Err(BootError::EarlyReset),
+            Announcement::Ended(reason) => Err(BootError::Other(Error::Vm(format!(
+                "the VM stopped before its agent was up: {reason}"
+            )))),
+            Announcement::TimedOut => Err(BootError::Silent),
         }
     }
 
@@ -359,6 +344,40 @@ impl Sandbox {
     }
 }
 
+/// How waiting for the agent's READY ended.
+enum Announcement {
+    Ready(UnixStream),
+    Ended(VmExitReason),
+    TimedOut,
+}
+
+/// Waits up to [`BOOT_TIMEOUT`] for the agent to connect to `ready`,
+/// watching `ended` for the VM's early end.
+fn await_announcement(
+    ready: &UnixListener,
+    ended: impl Fn() -> Option<VmExitReason>,
+) -> Announcement {
+    let deadline = Instant::now() + BOOT_TIMEOUT;
+    loop {
+        if let Some(reason) = ended() {
+            return Announcement::Ended(reason);
+        }
+        if Instant::now() >= deadline {
+            return Announcement::TimedOut;
+        }
+        let mut fds = [PollFd::new(ready, PollFlags::IN)];
+        let tick = Timespec {
+            tv_sec: 0,
+            tv_nsec: 50_000_000,
+        };
+        if poll(&mut fds, Some(&tick)).unwrap_or(0) > 0 {
+            if let Ok((stream, _)) = ready.accept() {
+                return Announcement::Ready(stream);
+            }
+        }
+    }
+}
+
 /// Boots a VM as `config` describes, waits for its agent's READY, and
 /// saves it into `into`; the VM ends there.
 fn make_template(config: &VmConfig, ready: &UnixListener, into: &Path) -> Result<()> {
@@ -371,32 +390,23 @@ fn make_template(config: &VmConfig, ready: &UnixListener, into: &Path) -> Result
     vm.start()
         .map_err(vm_error("cannot start the template's VM"))?;
     let made = (|| {
-        let deadline = Instant::now() + BOOT_TIMEOUT;
-        loop {
-            if let Some(reason) = vm.try_ended() {
+        match await_announcement(ready, || vm.try_ended()) {
+            Announcement::Ready(mut announced) => {
+                // Read to the agent's close, so that the stream is done on
+                // the guest's side too before the snapshot.
+                let _ = announced.set_read_timeout(Some(Duration::from_secs(2)));
+                let _ = std::io::copy(&mut announced, &mut std::io::sink());
+            }
+            Announcement::Ended(reason) => {
                 return Err(Error::Vm(format!(
                     "the template's VM stopped before its agent was up: {reason}"
-                )));
+                )))
             }
-            if Instant::now() >= deadline {
+            Announcement::TimedOut => {
                 return Err(Error::Vm(format!(
                     "the template's agent did not come up within {} s",
                     BOOT_TIMEOUT.as_secs()
-                )));
-            }
-            let mut fds = [PollFd::new(ready, PollFlags::IN)];
-            let tick = Timespec {
-                tv_sec: 0,
-                tv_nsec: 50_000_000,
-            };
-            if poll(&mut fds, Some(&tick)).unwrap_or(0) > 0 {
-                if let Ok((mut announced, _)) = ready.accept() {
-                    // Read to the agent's close, so that the stream is done
-                    // on the guest's side too before the snapshot.
-                    let _ = announced.set_read_timeout(Some(Duration::from_secs(2)));
-                    let _ = std::io::copy(&mut announced, &mut std::io::sink());
-                    break;
-                }
+                )))
             }
         }
         let booted = t0.elapsed();

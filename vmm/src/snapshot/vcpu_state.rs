@@ -15,8 +15,15 @@ const MSR_IA32_TSC_DEADLINE: u32 = 0x6e0;
 const TSS_AVAILABLE: u8 = 9;
 const TSS_BUSY: u8 = 11;
 
-/// Whether KVM runs on an AMD CPU (SVM).
+/// Whether KVM runs on an AMD CPU (SVM). Asked once per process: the
+/// CPUID query is a dear ioctl on the restore path, and the answer cannot
+/// change.
 fn is_amd(kvm: &Kvm) -> bool {
+    static AMD: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *AMD.get_or_init(|| vendor_is_amd(kvm))
+}
+
+fn vendor_is_amd(kvm: &Kvm) -> bool {
     kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
         .ok()
         .and_then(|c| c.as_slice().iter().find(|e| e.function == 0).copied())
